@@ -1,0 +1,49 @@
+# hidream-models: one command to try it (`make demo`), one to test it (`make test`).
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# The first interpreter >= 3.12 found: $(PYTHON) if given, then python3.13/3.12 on PATH,
+# then pyenv's versions, then plain python3.
+FIND_PYTHON = for c in "$(PYTHON)" python3.13 python3.12 \
+	  $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python 2>/dev/null | sort -rV) python3; do \
+	  [ -n "$$c" ] || continue; \
+	  command -v "$$c" >/dev/null 2>&1 || continue; \
+	  "$$c" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { command -v "$$c"; break; }; \
+	done
+
+.PHONY: help venv test lint demo clean
+
+help:
+	@echo "make demo   run the demo shop on http://127.0.0.1:8000 (admin / admin)"
+	@echo "make test   run the test suite (SQLite; DATABASE_URL to use another database)"
+	@echo "make lint   ruff"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	@py="$$($(FIND_PYTHON))"; \
+	if [ -z "$$py" ]; then \
+	  echo "ERROR: hidream-models needs Python 3.12 or newer (Django 6 requires it), and none was found." >&2; \
+	  echo "       Install one (e.g. 'pyenv install 3.13') or run: make PYTHON=/path/to/python3.12 ..." >&2; \
+	  exit 1; \
+	fi; \
+	if [ -x "$(PY)" ] && ! "$(PY)" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then \
+	  echo "Replacing $(VENV): it was made with a Python older than 3.12"; rm -rf "$(VENV)"; \
+	fi; \
+	[ -x "$(PY)" ] || { echo "Creating $(VENV) with $$py ($$("$$py" --version))"; "$$py" -m venv "$(VENV)"; }
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check . || true
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,305 @@
+"""``HiDreamClient``: the only code that talks HTTP to HiDream's API.
+
+One ``requests.Session`` per client, connect and read timeouts on every call, a versioned
+User-Agent, and urllib3's ``Retry`` for quick in-process retries of blips. A submit (POST) is
+only retried when it certainly did not reach HiDream (connection refused, or HTTP 429):
+retrying a POST that may have been accepted could generate, and bill, the pictures twice.
+Slower retries (minutes) are the background jobs' business, see ``services``.
+
+Every reply is checked in this order: HTTP status, JSON, envelope, business ``code``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NameResolutionError, NewConnectionError
+from urllib3.util.retry import Retry
+
+from . import __version__
+from .conf import hidream_settings
+from .exceptions import (
+    HiDreamAPIError,
+    HiDreamHTTPError,
+    HiDreamResponseError,
+    HiDreamTimeoutError,
+    HiDreamTransportError,
+)
+from .payloads import PayloadError, TaskResultPayload, parse_task_result
+from .rules import validate_model_image_request
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = f"hidream-models/{__version__} python-requests/{requests.__version__}"
+TEMPLATE_PAGE_SIZE = 100  # HiDream's maximum
+MAX_TEMPLATE_PAGES = 100  # a guard against a server that never stops paging
+EXCERPT_CHARS = 300
+
+
+class HiDreamRetry(Retry):
+    """urllib3 ``Retry`` that never repeats a POST HiDream may have acted upon.
+
+    GETs are retried on connection errors, read errors, 429 and 5xx. POSTs only on 429
+    (refused, nothing done) and on connection errors raised before the request was sent,
+    which urllib3 already treats as safe for every method.
+    """
+
+    def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
+        if method and method.upper() == "POST":
+            return status_code == 429 and self.total is not None and self.total > 0
+        return super().is_retry(method, status_code, has_retry_after)
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    """What HiDream answered to a submit."""
+
+    task_id: str
+    sub_task_ids: tuple[str, ...]
+    request_id: str
+
+
+class HiDreamClient:
+    """A client for HiDream's e-commerce model-image API.
+
+    Arguments default to the ``HIDREAM_*`` settings; pass them to talk to another host (the
+    simulator) or with another token. The token is read at first use, so building a client
+    without one is fine until a call is made.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str | None = None,
+        token: str | None = None,
+        connect_timeout: float | None = None,
+        read_timeout: float | None = None,
+        http_retries: int = 2,
+    ) -> None:
+        self.base_url = (base_url or hidream_settings.BASE_URL).rstrip("/")
+        self._token = token
+        self.timeout = (
+            connect_timeout or hidream_settings.CONNECT_TIMEOUT,
+            read_timeout or hidream_settings.READ_TIMEOUT,
+        )
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        retry = HiDreamRetry(
+            total=http_retries,
+            connect=http_retries,
+            read=http_retries,
+            status=http_retries,
+            backoff_factor=0.5,
+            backoff_jitter=0.5,
+            backoff_max=10,
+            status_forcelist=(429, 500, 502, 503, 504),
+            allowed_methods=frozenset({"GET"}),
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+        adapter = HTTPAdapter(max_retries=retry)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def __repr__(self) -> str:
+        return f"<HiDreamClient {self.base_url}>"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> HiDreamClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- public calls -------------------------------------------------------------------
+
+    def submit_model_image(
+        self,
+        *,
+        image: str,
+        template: dict[str, Any] | None = None,
+        prompt: str | None = None,
+        image_count: int = 1,
+        mask: str | None = None,
+        notify_url: str | None = None,
+    ) -> SubmitResult:
+        """Submit a model-image task; raises ``HiDreamValidationError`` before sending."""
+        body: dict[str, Any] = {"image": image, "image_count": image_count}
+        if template is not None:
+            body["template"] = template
+        if prompt is not None:
+            body["prompt"] = prompt
+        if mask:
+            body["mask"] = mask
+        if notify_url:
+            body["notify_url"] = notify_url
+        body = validate_model_image_request(body)
+        envelope = self._request("POST", hidream_settings.SUBMIT_PATH, json=body)
+        result = envelope.get("result")
+        if (
+            not isinstance(result, dict)
+            or not isinstance(result.get("task_id"), str)
+            or not result["task_id"]
+            or not isinstance(result.get("sub_task_ids"), list)
+            or not all(isinstance(item, str) for item in result["sub_task_ids"])
+        ):
+            raise HiDreamResponseError(
+                "HiDream accepted the task but its reply has no task_id/sub_task_ids: "
+                f"{_excerpt(str(result))}"
+            )
+        return SubmitResult(
+            task_id=result["task_id"],
+            sub_task_ids=tuple(result["sub_task_ids"]),
+            request_id=str(envelope.get("request_id", "")),
+        )
+
+    def get_model_image_result(self, task_id: str) -> TaskResultPayload:
+        """Query a task's sub-task results (the polling path)."""
+        envelope = self._request("GET", hidream_settings.RESULT_PATH, params={"task_id": task_id})
+        try:
+            payload = parse_task_result(envelope)
+        except PayloadError as exc:
+            raise HiDreamResponseError(f"HiDream's task result could not be read: {exc}") from exc
+        if not payload.task_id:
+            payload = TaskResultPayload(task_id, payload.sub_task_results, payload.raw)
+        return payload
+
+    def list_templates(self, kind: str) -> list[dict[str, Any]]:
+        """All templates of ``kind`` ("human" or "scene"), every page gathered."""
+        paths = {
+            "human": hidream_settings.HUMAN_TEMPLATES_PATH,
+            "scene": hidream_settings.SCENE_TEMPLATES_PATH,
+        }
+        if kind not in paths:
+            raise ValueError(f"kind must be 'human' or 'scene', not {kind!r}")
+        templates: list[dict[str, Any]] = []
+        page = 1
+        while page <= MAX_TEMPLATE_PAGES:
+            envelope = self._request(
+                "GET", paths[kind], params={"page_index": page, "page_size": TEMPLATE_PAGE_SIZE}
+            )
+            result = envelope.get("result")
+            if not isinstance(result, dict) or not isinstance(result.get("templates"), list):
+                raise HiDreamResponseError(
+                    f"HiDream's {kind} template list has no 'templates' list: "
+                    f"{_excerpt(str(result))}"
+                )
+            templates.extend(item for item in result["templates"] if isinstance(item, dict))
+            total_pages = result.get("total_page")
+            if not isinstance(total_pages, int) or page >= total_pages or not result["templates"]:
+                break
+            page += 1
+        return templates
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _token_header(self) -> str:
+        token = self._token if self._token is not None else hidream_settings.require_token()
+        return f"Bearer {token}"
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        url = f"{self.base_url}{path}"
+        headers = {"Authorization": self._token_header()}
+        try:
+            response = self.session.request(
+                method, url, headers=headers, timeout=self.timeout, **kwargs
+            )
+        except requests.ConnectTimeout as exc:
+            raise HiDreamTimeoutError(
+                f"Could not connect to {self.base_url} within {self.timeout[0]} s.",
+                request_sent=False,
+            ) from exc
+        except requests.ReadTimeout as exc:
+            raise HiDreamTimeoutError(
+                f"{self.base_url} did not answer within {self.timeout[1]} s.", request_sent=True
+            ) from exc
+        except requests.ConnectionError as exc:
+            if method == "POST" and not _never_sent(exc):
+                # The connection broke after the request went out: HiDream may have it.
+                raise HiDreamTimeoutError(
+                    f"The connection to {self.base_url} broke before HiDream answered.",
+                    request_sent=True,
+                ) from exc
+            raise HiDreamTransportError(f"Could not reach {self.base_url}: {_reason(exc)}") from exc
+        except requests.RequestException as exc:
+            raise HiDreamTransportError(
+                f"Request to {self.base_url} failed: {_reason(exc)}"
+            ) from exc
+        return self._parse(response)
+
+    def _parse(self, response: requests.Response) -> dict[str, Any]:
+        text = response.text
+        if response.status_code >= 400:
+            raise HiDreamHTTPError(
+                response.status_code,
+                self._scrub(_excerpt(text)),
+                retry_after=_retry_after(response.headers.get("Retry-After")),
+            )
+        try:
+            envelope = response.json()
+        except ValueError:
+            raise HiDreamResponseError(
+                f"HiDream answered HTTP {response.status_code} with something that is not JSON "
+                f"({response.headers.get('Content-Type', 'no content type')}): "
+                f"{self._scrub(_excerpt(text))}"
+            ) from None
+        if not isinstance(envelope, dict) or "code" not in envelope:
+            raise HiDreamResponseError(
+                f"HiDream's reply is not the expected {{code, message, result}} envelope: "
+                f"{self._scrub(_excerpt(text))}"
+            )
+        code = envelope["code"]
+        if not isinstance(code, int) or isinstance(code, bool):
+            raise HiDreamResponseError(f"HiDream's reply has a non-integer code: {code!r}")
+        if code != 0:
+            raise HiDreamAPIError(
+                code,
+                self._scrub(str(envelope.get("message", ""))),
+                str(envelope.get("request_id", "")),
+            )
+        return envelope
+
+    def _scrub(self, text: str) -> str:
+        token = self._token if self._token is not None else hidream_settings.API_TOKEN
+        return text.replace(token, "***") if token else text
+
+
+def _excerpt(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "…"
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # HTTP-date form: rare for APIs; fall back to our own backoff
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """True when the connection failed before any byte of the request left."""
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, NewConnectionError | NameResolutionError | ConnectionRefusedError):
+            return True
+        linked = (getattr(current, "reason", None), current.__cause__, current.__context__)
+        pending.extend(x for x in (*linked, *current.args) if isinstance(x, BaseException))
+    return False
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    return _excerpt(text) if text else type(exc).__name__

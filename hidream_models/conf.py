@@ -1,0 +1,186 @@
+"""The app's settings: every ``HIDREAM_*`` Django setting, its default, and its validation.
+
+Read them through ``hidream_settings`` (``from hidream_models.conf import hidream_settings``).
+Values are read lazily from ``django.conf.settings`` on first use, checked, and cached; the
+cache is dropped whenever a ``HIDREAM_*`` setting changes (``override_settings`` in tests), in
+the style of DRF's ``api_settings``.
+
+A wrong value raises ``ImproperlyConfigured`` naming the setting, what it got and what it
+wants. The token is a secret: its value never appears in a message or a ``repr``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+PREFIX = "HIDREAM_"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its default, the Python type it must have, and what it is for."""
+
+    default: Any
+    kind: type | tuple[type, ...]
+    doc: str
+    minimum: float | None = None
+    choices: tuple[str, ...] | None = None
+
+
+# The single source of truth for the settings; the README's table is written from this.
+SETTINGS: dict[str, Setting] = {
+    "API_TOKEN": Setting("", str, "Bearer token from HiDream's console. Required to submit."),
+    "BASE_URL": Setting("https://hidreamai.com", str, "HiDream's API host (or the simulator's)."),
+    "CALLBACK_BASE_URL": Setting(
+        "",
+        str,
+        "Public base URL of the shop, e.g. https://shop.example.com. Empty: no notify_url is "
+        "sent and results arrive by polling only.",
+    ),
+    "SUBMIT_PATH": Setting("/api-pub/ec/v3/image/model/async", str, "Submit endpoint path."),
+    "RESULT_PATH": Setting(
+        "/api-pub/ec/v3/image/model/async/results", str, "Task result endpoint path."
+    ),
+    "HUMAN_TEMPLATES_PATH": Setting(
+        "/api-pub/ec/v3/template/model/human", str, "Human (model) template list path."
+    ),
+    "SCENE_TEMPLATES_PATH": Setting(
+        "/api-pub/ec/v3/template/model/scene", str, "Scene template list path."
+    ),
+    "CONNECT_TIMEOUT": Setting(5.0, (int, float), "Seconds to wait for a connection.", 0.1),
+    "READ_TIMEOUT": Setting(30.0, (int, float), "Seconds to wait for HiDream's answer.", 0.1),
+    "MAX_ATTEMPTS": Setting(
+        5,
+        int,
+        "Attempts per background job (submit, sync, download) on transient faults "
+        "(connection errors, 429, 5xx) before the work is marked failed.",
+        1,
+    ),
+    "RETRY_BACKOFF": Setting(
+        2.0, (int, float), "Base of the exponential backoff between attempts, seconds.", 0
+    ),
+    "RETRY_BACKOFF_MAX": Setting(300.0, (int, float), "Longest wait between attempts, s.", 0),
+    "POLL_INTERVAL": Setting(
+        30.0, (int, float), "Seconds between two polls of the same unfinished task.", 1
+    ),
+    "CALLBACK_GRACE": Setting(
+        60.0,
+        (int, float),
+        "Seconds after submission before a task whose callback has not come is polled.",
+        0,
+    ),
+    "TASK_DEADLINE": Setting(
+        3600.0,
+        (int, float),
+        "Seconds after submission after which an unfinished task is failed.",
+        1,
+    ),
+    "MAX_DOWNLOAD_BYTES": Setting(
+        30 * 1024 * 1024, int, "Largest result file accepted, bytes.", 1024
+    ),
+    "MAX_IMAGE_PIXELS": Setting(
+        80_000_000, int, "Largest image (width x height) decoded, against decompression bombs.", 1
+    ),
+    "ALLOWED_RESULT_HOSTS": Setting(
+        ["hidreamai.com", ".hidreamai.com"],
+        (list, tuple),
+        "Hosts results may be downloaded from; '.example.com' also allows subdomains. "
+        "BASE_URL's host is always allowed.",
+    ),
+    "SOURCE_IMAGE_MODE": Setting(
+        "base64",
+        str,
+        "How the product image is sent: 'base64' (read from storage, fitted to 4K) or 'url' "
+        "(the storage URL, which must be absolute http(s) and public).",
+        choices=("base64", "url"),
+    ),
+    "MAX_CALLBACK_BYTES": Setting(
+        256 * 1024, int, "Largest callback body accepted; larger ones get HTTP 413.", 1024
+    ),
+    "STORAGE_PREFIX": Setting("hidream", str, "Folder in default storage for result files."),
+}
+
+
+class HiDreamSettings:
+    """Lazy, validated access to the ``HIDREAM_*`` settings as attributes without the prefix."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in SETTINGS:
+            raise AttributeError(f"Unknown hidream setting {name!r}")
+        if name not in self._cache:
+            self._cache[name] = self._read(name)
+        return self._cache[name]
+
+    def __repr__(self) -> str:
+        return "<HiDreamSettings (values hidden: the token is a secret)>"
+
+    def reload(self) -> None:
+        self._cache.clear()
+
+    @staticmethod
+    def _read(name: str) -> Any:
+        spec = SETTINGS[name]
+        full = PREFIX + name
+        value = getattr(settings, full, spec.default)
+        if value is None:
+            value = spec.default
+        if isinstance(value, bool) or not isinstance(value, spec.kind):
+            kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
+            wanted = " or ".join(k.__name__ for k in kinds)
+            shown = "<hidden>" if name == "API_TOKEN" else repr(value)
+            raise ImproperlyConfigured(
+                f"{full} must be a {wanted}, got {type(value).__name__} {shown}."
+            )
+        if spec.minimum is not None and value < spec.minimum:
+            raise ImproperlyConfigured(f"{full} must be at least {spec.minimum}, got {value!r}.")
+        if spec.choices is not None and value not in spec.choices:
+            raise ImproperlyConfigured(
+                f"{full} must be one of {', '.join(spec.choices)}; got {value!r}."
+            )
+        if name in ("BASE_URL", "CALLBACK_BASE_URL") and value:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ImproperlyConfigured(
+                    f"{full} must be an absolute http(s) URL like https://shop.example.com; "
+                    f"got {value!r}."
+                )
+            value = value.rstrip("/")
+        if name == "ALLOWED_RESULT_HOSTS":
+            value = tuple(str(host).lower() for host in value)
+        return value
+
+    def require_token(self) -> str:
+        """The API token, or a clear error saying how to set it."""
+        token = self.API_TOKEN.strip()
+        if not token:
+            raise ImproperlyConfigured(
+                "HIDREAM_API_TOKEN is not set. Copy the token from HiDream's console into the "
+                "HIDREAM_API_TOKEN setting (or environment variable in shop_demo), or run "
+                "`manage.py hidream_simulator` and point HIDREAM_BASE_URL at it."
+            )
+        return token
+
+    def result_hosts(self) -> tuple[str, ...]:
+        """Hosts downloads may come from: the configured list plus BASE_URL's own host."""
+        base_host = (urlsplit(self.BASE_URL).hostname or "").lower()
+        return (*self.ALLOWED_RESULT_HOSTS, base_host)
+
+
+hidream_settings = HiDreamSettings()
+
+
+def _reload_on_change(*, setting: str, **kwargs: Any) -> None:
+    if setting.startswith(PREFIX):
+        hidream_settings.reload()
+
+
+setting_changed.connect(_reload_on_change, dispatch_uid="hidream_models.conf.reload")

@@ -1,0 +1,191 @@
+"""Fetching result pictures safely (DESIGN §5).
+
+Only http(s), only from the allowed result hosts, never to a private, loopback or link-local
+address unless that host is the configured ``HIDREAM_BASE_URL`` itself (the simulator on
+loopback), redirects re-checked hop by hop, bytes capped while streaming, and the file verified
+by Pillow before anyone stores it. No API token is ever sent with a download.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from .client import USER_AGENT
+from .conf import hidream_settings
+from .exceptions import HiDreamDownloadError
+from .images import CheckedImage, ImageProblem, verify_image
+
+MAX_REDIRECTS = 3
+CHUNK_BYTES = 64 * 1024
+SPOOL_BYTES = 1024 * 1024
+
+Resolver = Callable[[str, int], list[str]]
+
+
+def resolve_host(host: str, port: int) -> list[str]:
+    """All addresses a host name resolves to (IPv4 and IPv6)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({info[4][0] for info in infos})
+
+
+def is_public_address(address: str) -> bool:
+    """False for private, loopback, link-local, multicast, reserved and unspecified addresses."""
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+def host_is_allowed(host: str, allowed: tuple[str, ...]) -> bool:
+    """Exact match, or a leading-dot pattern matching the domain and its subdomains."""
+    host = host.lower().rstrip(".")
+    for pattern in allowed:
+        if not pattern:
+            continue
+        if pattern.startswith("."):
+            if host == pattern[1:] or host.endswith(pattern):
+                return True
+        elif host == pattern:
+            return True
+    return False
+
+
+def check_download_url(url: str, resolver: Resolver = resolve_host) -> None:
+    """Raise ``HiDreamDownloadError`` unless ``url`` may be fetched (see the module doc)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HiDreamDownloadError(
+            f"Refused to download {url!r}: only http(s) URLs with a host are fetched."
+        )
+    host = parts.hostname.lower()
+    if not host_is_allowed(host, hidream_settings.result_hosts()):
+        raise HiDreamDownloadError(
+            f"Refused to download from {host}: it is not one of the allowed result hosts "
+            "(HIDREAM_ALLOWED_RESULT_HOSTS)."
+        )
+    base_host = (urlsplit(hidream_settings.BASE_URL).hostname or "").lower()
+    if host == base_host:
+        return  # the configured API host itself, e.g. the simulator on 127.0.0.1
+    try:
+        addresses = resolver(host, parts.port or (443 if parts.scheme == "https" else 80))
+    except OSError as exc:
+        raise HiDreamDownloadError(f"Could not resolve {host}: {exc}", transient=True) from None
+    blocked = [address for address in addresses if not is_public_address(address)]
+    if blocked or not addresses:
+        raise HiDreamDownloadError(
+            f"Refused to download from {host}: it resolves to a non-public address "
+            f"({', '.join(blocked) or 'none'})."
+        )
+
+
+@dataclass
+class DownloadedImage:
+    """A verified picture in a temporary file; close ``file`` when done."""
+
+    file: IO[bytes]
+    size: int
+    checked: CheckedImage
+
+
+def download_image(
+    url: str,
+    *,
+    session: requests.Session | None = None,
+    resolver: Resolver = resolve_host,
+) -> DownloadedImage:
+    """Download and verify one result picture; raises ``HiDreamDownloadError`` on any problem."""
+    own_session = session is None
+    session = session or requests.Session()
+    try:
+        response = _get_following_checked_redirects(session, url, resolver)
+        with response:
+            spool = _read_capped(response, url)
+    finally:
+        if own_session:
+            session.close()
+    try:
+        checked = verify_image(spool, f"The result picture at {url}")
+    except ImageProblem as exc:
+        spool.close()
+        raise HiDreamDownloadError(str(exc)) from None
+    size = spool.seek(0, 2)
+    spool.seek(0)
+    return DownloadedImage(spool, size, checked)
+
+
+def _get_following_checked_redirects(
+    session: requests.Session, url: str, resolver: Resolver
+) -> requests.Response:
+    timeout = (hidream_settings.CONNECT_TIMEOUT, hidream_settings.READ_TIMEOUT)
+    for _hop in range(MAX_REDIRECTS + 1):
+        check_download_url(url, resolver)
+        try:
+            response = session.get(
+                url,
+                stream=True,
+                timeout=timeout,
+                allow_redirects=False,
+                headers={"User-Agent": USER_AGENT, "Accept": "image/*"},
+            )
+        except requests.RequestException as exc:
+            raise HiDreamDownloadError(
+                f"Could not download {url}: {type(exc).__name__}", transient=True
+            ) from None
+        if response.is_redirect:
+            location = response.headers.get("Location", "")
+            response.close()
+            url = urljoin(url, location)
+            continue
+        if response.status_code != 200:
+            response.close()
+            transient = response.status_code == 429 or response.status_code >= 500
+            gone = " (the link may have expired)" if response.status_code in (403, 404, 410) else ""
+            raise HiDreamDownloadError(
+                f"Downloading {url} answered HTTP {response.status_code}{gone}.",
+                transient=transient,
+            )
+        content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if content_type.startswith("text/") or content_type in ("application/json",):
+            response.close()
+            raise HiDreamDownloadError(
+                f"{url} served {content_type} instead of an image (an error page?)."
+            )
+        return response
+    raise HiDreamDownloadError(f"Too many redirects while downloading {url}.")
+
+
+def _read_capped(response: requests.Response, url: str) -> IO[bytes]:
+    cap = hidream_settings.MAX_DOWNLOAD_BYTES
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > cap:
+        raise HiDreamDownloadError(
+            f"{url} is {int(declared)} bytes, more than HIDREAM_MAX_DOWNLOAD_BYTES ({cap})."
+        )
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (returned)
+    total = 0
+    try:
+        for chunk in response.iter_content(CHUNK_BYTES):
+            total += len(chunk)
+            if total > cap:
+                raise HiDreamDownloadError(
+                    f"{url} sent more than HIDREAM_MAX_DOWNLOAD_BYTES ({cap}) bytes; stopped."
+                )
+            spool.write(chunk)
+    except requests.RequestException as exc:
+        spool.close()
+        raise HiDreamDownloadError(
+            f"The download of {url} broke off: {type(exc).__name__}", transient=True
+        ) from None
+    except HiDreamDownloadError:
+        spool.close()
+        raise
+    spool.seek(0)
+    return spool

@@ -1,0 +1,113 @@
+"""Exceptions raised by the HiDream client and the services above it.
+
+Every ``str()`` is written for shop staff: it says what happened and, where known, what HiDream
+answered. None of them ever contains the API token.
+
+``HiDreamError``
+ ├── ``HiDreamValidationError``   the request was refused before anything was sent
+ ├── ``HiDreamAPIError``          HiDream answered with a non-zero business ``code``
+ ├── ``HiDreamHTTPError``         HiDream answered with an HTTP error status
+ ├── ``HiDreamResponseError``     the reply was not the JSON envelope we expect
+ ├── ``HiDreamTransportError``    no usable answer: connection refused, reset, DNS...
+ │    └── ``HiDreamTimeoutError``     the answer did not come in time
+ └── ``HiDreamDownloadError``     a result file could not be fetched or is not a valid image
+
+Configuration problems raise Django's ``ImproperlyConfigured`` instead.
+"""
+
+from __future__ import annotations
+
+
+class HiDreamError(Exception):
+    """Base class of everything this app raises about talking to HiDream."""
+
+    #: Whether trying the same call again later may succeed (used by the retry logic).
+    transient = False
+
+
+class HiDreamValidationError(HiDreamError, ValueError):
+    """The request breaks one of HiDream's documented rules; nothing was sent.
+
+    ``errors`` maps field names to lists of messages, like a form's errors.
+    """
+
+    def __init__(self, errors: dict[str, list[str]]):
+        self.errors = errors
+        text = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in errors.items())
+        super().__init__(text)
+
+
+class HiDreamAPIError(HiDreamError):
+    """HiDream answered with a business error (``code != 0``)."""
+
+    def __init__(self, code: int, message: str, request_id: str = ""):
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        super().__init__(code, message, request_id)
+
+    def __str__(self) -> str:
+        text = f"HiDream refused the request (code {self.code}): {self.message or 'no message'}"
+        if self.request_id:
+            text += f" [request_id {self.request_id}]"
+        return text
+
+
+class HiDreamHTTPError(HiDreamError):
+    """HiDream answered with an HTTP error status; 429 and 5xx are worth retrying."""
+
+    def __init__(self, status: int, body_excerpt: str = "", retry_after: float | None = None):
+        self.status = status
+        self.body_excerpt = body_excerpt
+        self.retry_after = retry_after
+        self.transient = status == 429 or status >= 500
+        super().__init__(status, body_excerpt)
+
+    def __str__(self) -> str:
+        hint = {
+            401: "the API token was refused: check HIDREAM_API_TOKEN",
+            403: "the API token may not use this endpoint",
+            404: "the endpoint was not found: check HIDREAM_BASE_URL and the HIDREAM_*_PATH "
+            "settings",
+            429: "HiDream is throttling this account; it will be retried",
+        }.get(
+            self.status, "HiDream had a server error; it will be retried" if self.transient else ""
+        )
+        text = f"HiDream answered HTTP {self.status}"
+        if hint:
+            text += f": {hint}"
+        if self.body_excerpt:
+            text += f" (reply: {self.body_excerpt})"
+        return text
+
+
+class HiDreamResponseError(HiDreamError):
+    """The reply could not be understood (not JSON, or not the documented envelope)."""
+
+    transient = True
+
+
+class HiDreamTransportError(HiDreamError):
+    """No answer could be had: connection refused or reset, name not resolved, TLS failure."""
+
+    transient = True
+
+
+class HiDreamTimeoutError(HiDreamTransportError):
+    """The request went out but no answer came in time.
+
+    ``request_sent`` tells whether HiDream may have received it (a read timeout): such a
+    submit may have been accepted and billed, so it must not be resent silently.
+    """
+
+    def __init__(self, message: str, *, request_sent: bool):
+        self.request_sent = request_sent
+        super().__init__(message)
+
+
+class HiDreamDownloadError(HiDreamError):
+    """A result picture could not be downloaded or failed the image checks."""
+
+    def __init__(self, message: str, *, transient: bool = False):
+        self.transient = transient
+        super().__init__(message)

@@ -1,0 +1,170 @@
+"""Image handling: preparing a product photo for HiDream, and checking the pictures it returns.
+
+Both directions go through Pillow with a pixel cap (``HIDREAM_MAX_IMAGE_PIXELS``) checked
+*before* decoding, so a decompression bomb is refused while it is still a header.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+from dataclasses import dataclass
+from typing import IO
+
+from django.core.files.storage import Storage, default_storage
+from django.utils.translation import gettext as _
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .conf import hidream_settings
+from .rules import is_http_url
+
+MAX_SIDE = 4096  # HiDream's "4K" limit, read as the longest side (API-REFERENCE §2)
+PASSTHROUGH_FORMATS = {"JPEG", "PNG", "WEBP"}
+RESULT_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+
+
+class ImageProblem(ValueError):
+    """A file is missing, unreadable or not an acceptable image; ``str()`` says which."""
+
+
+@dataclass(frozen=True)
+class PreparedSource:
+    """The product image as it will be sent: ``value`` is base64 (no prefix) or a URL."""
+
+    value: str
+    mode: str
+    sha256: str
+    width: int
+    height: int
+    reference: str  # the storage name, for the task's snapshot
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    """A verified picture: its format, file extension and size in pixels."""
+
+    format: str
+    extension: str
+    width: int
+    height: int
+
+
+def open_checked(fp: IO[bytes], what: str) -> Image.Image:
+    """Open an image lazily and refuse it if it is not one or has too many pixels."""
+    try:
+        image = Image.open(fp)
+    except UnidentifiedImageError:
+        raise ImageProblem(
+            _("%(what)s is not an image Pillow can read.") % {"what": what}
+        ) from None
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise ImageProblem(
+            _("%(what)s could not be read: %(error)s") % {"what": what, "error": exc}
+        ) from None
+    width, height = image.size
+    if width * height > hidream_settings.MAX_IMAGE_PIXELS:
+        raise ImageProblem(
+            _(
+                "%(what)s is %(w)s×%(h)s pixels, more than the %(max)s allowed (HIDREAM_MAX_IMAGE_PIXELS)."
+            )
+            % {"what": what, "w": width, "h": height, "max": hidream_settings.MAX_IMAGE_PIXELS}
+        )
+    return image
+
+
+def verify_image(fp: IO[bytes], what: str) -> CheckedImage:
+    """Fully verify a picture (headers and data) and describe it."""
+    image = open_checked(fp, what)
+    fmt = image.format or ""
+    if fmt not in RESULT_FORMATS:
+        raise ImageProblem(
+            _("%(what)s is a %(format)s file; JPEG, PNG or WebP was expected.")
+            % {"what": what, "format": fmt or _("unknown")}
+        )
+    try:
+        image.verify()
+        # verify() leaves the image unusable and skips pixel data for some formats: a real
+        # decode of a reopened copy catches truncated files too.
+        fp.seek(0)
+        with Image.open(fp) as again:
+            again.load()
+    except Exception as exc:  # Pillow raises many types for corrupt data
+        raise ImageProblem(
+            _("%(what)s is damaged: %(error)s") % {"what": what, "error": exc}
+        ) from None
+    return CheckedImage(fmt, RESULT_FORMATS[fmt], *image.size)
+
+
+def prepare_source(name: str, storage: Storage | None = None) -> PreparedSource:
+    """Read a product image from storage and make it ready to send (see the module doc).
+
+    Raises ``ImageProblem`` for a missing, unreadable or non-image file: the caller fails the
+    task with that text and makes no remote call.
+    """
+    storage = storage or default_storage
+    what = _("The product image “%(name)s”") % {"name": name}
+    if not name:
+        raise ImageProblem(_("The product has no image to send."))
+    try:
+        with storage.open(name, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise ImageProblem(_("%(what)s is missing from storage.") % {"what": what}) from None
+    except OSError as exc:
+        raise ImageProblem(
+            _("%(what)s could not be read from storage: %(error)s") % {"what": what, "error": exc}
+        ) from None
+
+    image = open_checked(io.BytesIO(data), what)
+    try:
+        image.load()
+    except Exception as exc:
+        raise ImageProblem(
+            _("%(what)s is damaged: %(error)s") % {"what": what, "error": exc}
+        ) from None
+
+    if hidream_settings.SOURCE_IMAGE_MODE == "url":
+        url = storage.url(name)
+        if not is_http_url(url):
+            raise ImageProblem(
+                _(
+                    "HIDREAM_SOURCE_IMAGE_MODE is 'url' but the storage gives the relative URL "
+                    "“%(url)s”: HiDream needs an absolute, public http(s) URL. Use 'base64' or "
+                    "a storage with absolute URLs (e.g. S3)."
+                )
+                % {"url": url}
+            )
+        return PreparedSource(
+            url, "url", hashlib.sha256(data).hexdigest(), *image.size, reference=name
+        )
+
+    encoded, width, height = _fit_and_encode(image, data)
+    return PreparedSource(
+        base64.b64encode(encoded).decode("ascii"),
+        "base64",
+        hashlib.sha256(encoded).hexdigest(),
+        width,
+        height,
+        reference=name,
+    )
+
+
+def _fit_and_encode(image: Image.Image, original: bytes) -> tuple[bytes, int, int]:
+    """EXIF-orient, shrink to ≤ 4096 px on the long side (never enlarge), encode."""
+    oriented = ImageOps.exif_transpose(image)
+    changed = oriented is not image
+    if max(oriented.size) > MAX_SIDE:
+        oriented.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+        changed = True
+    if not changed and image.format in PASSTHROUGH_FORMATS:
+        return original, *image.size  # already fine: send the shop's bytes untouched
+    out = io.BytesIO()
+    has_alpha = oriented.mode in ("RGBA", "LA") or (
+        oriented.mode == "P" and "transparency" in oriented.info
+    )
+    if has_alpha:
+        oriented.save(out, "PNG", optimize=False)
+    else:
+        oriented.convert("RGB").save(out, "JPEG", quality=92)
+    return out.getvalue(), *oriented.size

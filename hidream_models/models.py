@@ -1,0 +1,355 @@
+"""The app's data: a task per product and run, a picture per sub-task, every callback received.
+
+``ModelImageTask`` snapshots what was sent, so a task explains itself after the product has
+changed. ``GeneratedImage`` is one picture (one HiDream sub-task). ``CallbackEvent`` keeps each
+callback body as it came, in the style of dj-stripe's webhook log.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+
+from django.conf import settings
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+def new_callback_token() -> str:
+    # 32 bytes of randomness (256 bits), URL-safe: the only key to a task's callback URL.
+    return secrets.token_urlsafe(32)
+
+
+class TaskStatus(models.TextChoices):
+    """States of ``ModelImageTask`` (DESIGN §4); the last three are final."""
+
+    QUEUED = "queued", _("Queued")
+    SUBMITTING = "submitting", _("Submitting")
+    UNCONFIRMED = "unconfirmed", _("Sent, not confirmed")
+    SUBMITTED = "submitted", _("Submitted")
+    PROCESSING = "processing", _("Processing")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    PARTIAL = "partial", _("Partly succeeded")
+    FAILED = "failed", _("Failed")
+
+
+FINAL_TASK_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.PARTIAL, TaskStatus.FAILED})
+REMOTE_TASK_STATUSES = frozenset({TaskStatus.SUBMITTED, TaskStatus.PROCESSING})
+
+
+class GenerationMode(models.TextChoices):
+    TEMPLATE = "template", _("Template")
+    PROMPT = "prompt", _("Prompt")
+
+
+class ModelImageTask(models.Model):
+    """One submission to HiDream: a product image turned into ``image_count`` pictures."""
+
+    id = models.UUIDField(
+        primary_key=True, default=uuid.uuid4, editable=False, help_text=_("Our own task id.")
+    )
+    content_type = models.ForeignKey(
+        ContentType,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        help_text=_("The model of the product this task is for."),
+    )
+    object_id = models.CharField(
+        max_length=64, blank=True, help_text=_("The primary key of the product.")
+    )
+    product = GenericForeignKey("content_type", "object_id")
+
+    mode = models.CharField(
+        max_length=16,
+        choices=GenerationMode.choices,
+        help_text=_("Generate from a template pair or from a prompt."),
+    )
+    prompt = models.TextField(blank=True, help_text=_("The prompt sent (prompt mode)."))
+    human_template_id = models.CharField(
+        max_length=128, blank=True, help_text=_("HiDream human (model) template id sent.")
+    )
+    scene_template_id = models.CharField(
+        max_length=128, blank=True, help_text=_("HiDream scene template id sent.")
+    )
+    custom_human_template = models.BooleanField(
+        default=False, help_text=_("Whether the human template is a custom one.")
+    )
+    image_count = models.PositiveSmallIntegerField(
+        default=1, help_text=_("How many pictures were asked for (1–4).")
+    )
+    mask = models.FileField(
+        upload_to="hidream/masks/",
+        blank=True,
+        max_length=500,
+        help_text=_("Optional custom mask sent with the image."),
+    )
+    source_image = models.FileField(
+        upload_to="hidream/sources/",
+        blank=True,
+        max_length=500,
+        help_text=_("Storage name of the image that was (or will be) sent."),
+    )
+    source_url = models.URLField(
+        max_length=2000, blank=True, help_text=_("Image URL sent instead of a stored file.")
+    )
+    source_mode = models.CharField(
+        max_length=16, blank=True, help_text=_("How the image was sent: base64 or url.")
+    )
+    source_sha256 = models.CharField(
+        max_length=64, blank=True, help_text=_("SHA-256 of the image bytes sent.")
+    )
+
+    status = models.CharField(
+        max_length=16,
+        choices=TaskStatus.choices,
+        default=TaskStatus.QUEUED,
+        db_index=True,
+        help_text=_("Where the task is in its life."),
+    )
+    remote_task_id = models.CharField(
+        max_length=128,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text=_("HiDream's task_id, once it accepted the task."),
+    )
+    request_id = models.CharField(
+        max_length=128, blank=True, help_text=_("HiDream's request_id of the submit.")
+    )
+    sub_task_ids = models.JSONField(
+        default=list, blank=True, help_text=_("HiDream's sub_task_ids, one per picture.")
+    )
+    error_code = models.IntegerField(
+        null=True, blank=True, help_text=_("HiDream's business code of the last error, if any.")
+    )
+    error_message = models.TextField(
+        blank=True, help_text=_("The last error in plain words, for staff.")
+    )
+    attempts = models.PositiveIntegerField(default=0, help_text=_("Submit attempts made so far."))
+    callback_token = models.CharField(
+        max_length=64,
+        default=new_callback_token,
+        editable=False,
+        help_text=_("Secret part of this task's callback URL. Never shown."),
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="hidream_tasks",
+        help_text=_("Who started the task."),
+    )
+    retry_of = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="retries",
+        help_text=_("The task this one retries, if any."),
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True, help_text=_("Created."))
+    updated_at = models.DateTimeField(auto_now=True, help_text=_("Last changed."))
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When the next submit attempt is due.")
+    )
+    submitted_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When HiDream accepted the task.")
+    )
+    last_polled_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When HiDream was last asked for the result.")
+    )
+    last_callback_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When the last valid callback arrived.")
+    )
+    finished_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When the task reached a final state.")
+    )
+
+    class Meta:
+        verbose_name = _("model image task")
+        verbose_name_plural = _("model image tasks")
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["content_type", "object_id"])]
+        permissions = [
+            ("generate", _("Can generate model images with HiDream")),
+            ("review", _("Can review generated model images")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.product_label} · {self.get_status_display()}"
+
+    @property
+    def product_label(self) -> str:
+        if self.content_type_id and self.product is not None:
+            return str(self.product)
+        return str(_("(no product)")) if not self.object_id else f"#{self.object_id}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_TASK_STATUSES
+
+    def sent_options(self) -> dict:
+        """The generation options as sent to HiDream (without the image)."""
+        if self.mode == GenerationMode.TEMPLATE:
+            options = {
+                "template": {
+                    "human_template_id": self.human_template_id,
+                    "scene_template_id": self.scene_template_id,
+                    "custom_human_template": self.custom_human_template,
+                }
+            }
+        else:
+            options = {"prompt": self.prompt}
+        options["image_count"] = self.image_count
+        return options
+
+
+class ImageStatus(models.TextChoices):
+    """States of one picture: waiting on HiDream, being copied, stored, or failed."""
+
+    PENDING = "pending", _("Generating")
+    DOWNLOADING = "downloading", _("Copying to storage")
+    STORED = "stored", _("Stored")
+    FAILED = "failed", _("Failed")
+
+
+FINAL_IMAGE_STATUSES = frozenset({ImageStatus.STORED, ImageStatus.FAILED})
+
+
+class ReviewState(models.TextChoices):
+    UNREVIEWED = "unreviewed", _("Unreviewed")
+    APPROVED = "approved", _("Approved")
+    REJECTED = "rejected", _("Rejected")
+
+
+class GeneratedImage(models.Model):
+    """One generated picture: a HiDream sub-task and, once copied, the file in our storage."""
+
+    task = models.ForeignKey(
+        ModelImageTask,
+        on_delete=models.CASCADE,
+        related_name="images",
+        help_text=_("The task this picture belongs to."),
+    )
+    sub_task_id = models.CharField(max_length=128, help_text=_("HiDream's sub_task_id."))
+    position = models.PositiveSmallIntegerField(
+        default=0, help_text=_("Order of the sub-task within the task.")
+    )
+    status = models.CharField(
+        max_length=16,
+        choices=ImageStatus.choices,
+        default=ImageStatus.PENDING,
+        db_index=True,
+        help_text=_("Where this picture is: generating, copying, stored or failed."),
+    )
+    remote_status = models.IntegerField(
+        null=True, blank=True, help_text=_("HiDream's task_status code for this sub-task.")
+    )
+    progress = models.FloatField(default=0.0, help_text=_("HiDream's task_completion, 0 to 1."))
+    remote_url = models.URLField(
+        max_length=2000, blank=True, help_text=_("Where HiDream serves the result.")
+    )
+    file = models.FileField(
+        upload_to="hidream/", blank=True, max_length=500, help_text=_("The copy in our storage.")
+    )
+    width = models.PositiveIntegerField(null=True, blank=True, help_text=_("Width in pixels."))
+    height = models.PositiveIntegerField(null=True, blank=True, help_text=_("Height in pixels."))
+    bytes = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text=_("Size of the stored file in bytes.")
+    )
+    failure_reason = models.TextField(
+        blank=True, help_text=_("Why the picture failed, in plain words.")
+    )
+    download_attempts = models.PositiveIntegerField(
+        default=0, help_text=_("Download attempts made so far.")
+    )
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When the next download attempt is due.")
+    )
+    raw_result = models.JSONField(
+        default=dict, blank=True, help_text=_("HiDream's last sub-task result, as received.")
+    )
+    review_state = models.CharField(
+        max_length=16,
+        choices=ReviewState.choices,
+        default=ReviewState.UNREVIEWED,
+        db_index=True,
+        help_text=_("Whether a person approved or rejected this picture."),
+    )
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text=_("Who reviewed the picture."),
+    )
+    reviewed_at = models.DateTimeField(null=True, blank=True, help_text=_("When it was reviewed."))
+    created_at = models.DateTimeField(auto_now_add=True, help_text=_("Created."))
+    updated_at = models.DateTimeField(auto_now=True, help_text=_("Last changed."))
+    stored_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When the file reached our storage.")
+    )
+
+    class Meta:
+        verbose_name = _("generated image")
+        verbose_name_plural = _("generated images")
+        ordering = ["task", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task", "sub_task_id"], name="hidream_image_unique_sub_task"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task.product_label} #{self.position + 1} · {self.get_status_display()}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_IMAGE_STATUSES
+
+
+class CallbackOutcome(models.TextChoices):
+    RECEIVED = "received", _("Received")
+    APPLIED = "applied", _("Applied")
+    UNCHANGED = "unchanged", _("Applied, nothing new")
+    INVALID = "invalid", _("Invalid body")
+    ERROR = "error", _("Error while applying")
+
+
+class CallbackEvent(models.Model):
+    """A callback HiDream delivered for a task, stored before it is applied."""
+
+    task = models.ForeignKey(
+        ModelImageTask,
+        on_delete=models.CASCADE,
+        related_name="callback_events",
+        help_text=_("The task the callback URL named."),
+    )
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True, help_text=_("Arrival."))
+    remote_addr = models.GenericIPAddressField(
+        null=True, blank=True, help_text=_("Address the callback came from.")
+    )
+    headers = models.JSONField(
+        default=dict, blank=True, help_text=_("Request headers, secrets removed.")
+    )
+    body = models.TextField(blank=True, help_text=_("The body as received."))
+    outcome = models.CharField(
+        max_length=16,
+        choices=CallbackOutcome.choices,
+        default=CallbackOutcome.RECEIVED,
+        help_text=_("What processing made of it."),
+    )
+    error = models.TextField(blank=True, help_text=_("Why it was invalid or failed."))
+
+    class Meta:
+        verbose_name = _("callback event")
+        verbose_name_plural = _("callback events")
+        ordering = ["-received_at"]
+
+    def __str__(self) -> str:
+        return f"{self.received_at:%Y-%m-%d %H:%M:%S} · {self.get_outcome_display()}"

@@ -1,0 +1,152 @@
+"""HiDream's task-result payloads: accepted shapes, validation, and the status code table.
+
+The same parser serves the polling reply and the callback body (API-REFERENCE §3 and §5), so
+both paths feed ``services.apply_result`` with one normalised ``TaskResultPayload``. Three
+callback shapes are accepted: the whole envelope ``{code, message, request_id, result}``, the
+bare ``result`` object, and the older ``{main_task_id, sub_task_results}``. Unknown fields
+are kept in ``raw`` so nothing HiDream sends is lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.utils.translation import gettext_lazy as _
+from rest_framework import serializers
+
+from .exceptions import HiDreamAPIError
+from .rules import StrictIntegerField
+
+# task_status values per sub-task (API-REFERENCE §3).
+STATUS_QUEUED = 0
+STATUS_DONE = 1
+STATUS_PROCESSING = 2
+STATUS_FAILED = 3
+STATUS_MODERATED = 4
+NO_RESULT_STATUSES = frozenset({1004, 1005, 1006})
+PENDING_STATUSES = frozenset({STATUS_QUEUED, STATUS_PROCESSING})
+
+STATUS_DESCRIPTIONS = {
+    STATUS_FAILED: _("HiDream could not generate this picture."),
+    STATUS_MODERATED: _("HiDream's content moderation rejected this picture."),
+    1004: _("The model produced no result: try another prompt or template."),
+    1005: _("The model produced no result: try another prompt or template."),
+    1006: _("The model produced no result: try another prompt or template."),
+}
+
+
+def is_final_status(code: int) -> bool:
+    """Done, failed, moderated and no-result codes are final; unknown codes are not."""
+    return code in (STATUS_DONE, STATUS_FAILED, STATUS_MODERATED) or code in NO_RESULT_STATUSES
+
+
+def is_success_status(code: int) -> bool:
+    return code == STATUS_DONE
+
+
+class SubTaskResultSerializer(serializers.Serializer):
+    """One item of ``sub_task_results``; extra fields are tolerated (and kept by the caller)."""
+
+    sub_task_id = serializers.CharField(max_length=128)
+    task_status = StrictIntegerField()
+    task_completion = serializers.FloatField(required=False, default=0.0)
+    image = serializers.CharField(required=False, allow_blank=True, allow_null=True, default="")
+    description = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, default=""
+    )
+
+
+class TaskResultBodySerializer(serializers.Serializer):
+    """The ``result`` object: an optional task id and the list of sub-task results."""
+
+    task_id = serializers.CharField(required=False, max_length=128)
+    main_task_id = serializers.CharField(required=False, max_length=128)
+    sub_task_results = SubTaskResultSerializer(many=True, allow_empty=True)
+
+
+@dataclass(frozen=True)
+class SubTaskResult:
+    """One sub-task's state as HiDream reported it."""
+
+    sub_task_id: str
+    task_status: int
+    task_completion: float
+    image: str
+    description: str
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def is_final(self) -> bool:
+        return is_final_status(self.task_status)
+
+
+@dataclass(frozen=True)
+class TaskResultPayload:
+    """A normalised task result: ``task_id`` may be empty when the sender omitted it."""
+
+    task_id: str
+    sub_task_results: tuple[SubTaskResult, ...]
+    raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+class PayloadError(ValueError):
+    """The body is not one of the accepted task-result shapes; ``str()`` says why."""
+
+
+def _unwrap(body: Any) -> dict:
+    if not isinstance(body, dict):
+        raise PayloadError(
+            f"Expected a JSON object with 'sub_task_results', got {type(body).__name__}."
+        )
+    if "result" in body and "sub_task_results" not in body:
+        code = body.get("code", 0)
+        if not isinstance(code, int) or isinstance(code, bool):
+            raise PayloadError("'code' must be an integer.")
+        if code != 0:
+            raise HiDreamAPIError(
+                code, str(body.get("message", "")), str(body.get("request_id", ""))
+            )
+        result = body["result"]
+        if not isinstance(result, dict):
+            raise PayloadError("'result' must be an object with 'sub_task_results'.")
+        return result
+    return body
+
+
+def _format_errors(errors: Any, prefix: str = "") -> str:
+    if isinstance(errors, dict):
+        parts = [_format_errors(value, f"{prefix}{key}.") for key, value in errors.items()]
+        return "; ".join(part for part in parts if part)
+    if isinstance(errors, list):
+        if errors and all(isinstance(item, str) or hasattr(item, "code") for item in errors):
+            return f"{prefix.rstrip('.')}: {' '.join(str(item) for item in errors)}"
+        parts = [_format_errors(item, f"{prefix}{index}.") for index, item in enumerate(errors)]
+        return "; ".join(part for part in parts if part)
+    return f"{prefix.rstrip('.')}: {errors}"
+
+
+def parse_task_result(body: Any) -> TaskResultPayload:
+    """Validate and normalise a task-result body; raise ``PayloadError`` naming the problem.
+
+    A whole envelope with a non-zero ``code`` raises ``HiDreamAPIError`` instead.
+    """
+    result = _unwrap(body)
+    serializer = TaskResultBodySerializer(data=result)
+    if not serializer.is_valid():
+        raise PayloadError(_format_errors(serializer.errors))
+    data = serializer.validated_data
+    raw_items = result.get("sub_task_results") or []
+    items = tuple(
+        SubTaskResult(
+            sub_task_id=item["sub_task_id"],
+            task_status=item["task_status"],
+            task_completion=max(0.0, min(1.0, item["task_completion"])),
+            image=item.get("image") or "",
+            description=item.get("description") or "",
+            raw=dict(raw),
+        )
+        for item, raw in zip(data["sub_task_results"], raw_items, strict=True)
+    )
+    task_id = data.get("task_id") or data.get("main_task_id") or ""
+    return TaskResultPayload(task_id=task_id, sub_task_results=items, raw=result)

@@ -1,0 +1,39 @@
+"""The app's use cases. Views, admin, API, tasks and commands call these, nothing lower.
+
+- ``creation``: create tasks for products or images, and enqueue their submission;
+- ``submission``: submit a queued task exactly once (``submit_task``);
+- ``results``: ``apply_result`` for callbacks and polls, and ``download_result``;
+- ``polling``: ``sync_task`` and the ``sync_pass`` sweep behind ``hidream_sync``;
+- ``actions``: refresh and retry, for staff.
+"""
+
+from .actions import HiDreamActionRefused, refresh_task, retry_task
+from .creation import (
+    CreationReport,
+    GenerationOptions,
+    create_task_for_image,
+    create_tasks_for_products,
+    enqueue_submissions,
+)
+from .polling import SyncReport, sync_pass, sync_task
+from .results import ApplyOutcome, apply_result, download_result
+from .submission import callback_url, submit_task
+
+__all__ = [
+    "ApplyOutcome",
+    "CreationReport",
+    "GenerationOptions",
+    "HiDreamActionRefused",
+    "SyncReport",
+    "apply_result",
+    "callback_url",
+    "create_task_for_image",
+    "create_tasks_for_products",
+    "download_result",
+    "enqueue_submissions",
+    "refresh_task",
+    "retry_task",
+    "submit_task",
+    "sync_pass",
+    "sync_task",
+]

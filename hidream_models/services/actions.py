@@ -1,0 +1,57 @@
+"""Staff actions on existing tasks: refresh from HiDream, and retry."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from ..models import REMOTE_TASK_STATUSES, ModelImageTask, TaskStatus
+from .creation import copy_for_retry
+from .scheduling import enqueue_after_commit
+
+RETRYABLE_STATUSES = frozenset({TaskStatus.FAILED, TaskStatus.PARTIAL, TaskStatus.UNCONFIRMED})
+
+
+class HiDreamActionRefused(Exception):
+    """The action does not apply to this task; ``str()`` says why, for staff."""
+
+
+def refresh_task(task: ModelImageTask) -> None:
+    """Enqueue a poll of HiDream for this task (never inside the web request)."""
+    if task.status not in REMOTE_TASK_STATUSES and task.status != TaskStatus.UNCONFIRMED:
+        raise HiDreamActionRefused(
+            _("Only tasks HiDream is working on can be refreshed; this one is %(status)s.")
+            % {"status": task.get_status_display()}
+        )
+    if not task.remote_task_id:
+        raise HiDreamActionRefused(
+            _("HiDream never confirmed this task, so there is no HiDream task id to ask about.")
+        )
+    from ..tasks import sync_model_image_task
+
+    with transaction.atomic():
+        enqueue_after_commit(sync_model_image_task, str(task.pk))
+
+
+def retry_task(task: ModelImageTask, *, user=None, resend_unconfirmed: bool = False):
+    """Submit the same product and options again, as a new task.
+
+    An unconfirmed task may already be generating (and billed) at HiDream, so it is only
+    resent when the caller says so explicitly with ``resend_unconfirmed``.
+    """
+    if task.status not in RETRYABLE_STATUSES:
+        raise HiDreamActionRefused(
+            _(
+                "Only failed, partly failed or unconfirmed tasks can be retried; this one is "
+                "%(status)s."
+            )
+            % {"status": task.get_status_display()}
+        )
+    if task.status == TaskStatus.UNCONFIRMED and not resend_unconfirmed:
+        raise HiDreamActionRefused(
+            _(
+                "This task was sent but never confirmed: HiDream may be generating (and billing) "
+                "it already. Confirm explicitly to send it again."
+            )
+        )
+    return copy_for_retry(task, user=user)

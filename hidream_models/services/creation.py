@@ -1,0 +1,197 @@
+"""Creating model-image tasks: from products (admin, API, Python) or from a bare image."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import transaction
+from django.db.models import Model
+from django.db.models.fields.files import FieldFile
+from django.utils.translation import gettext as _
+
+from ..exceptions import HiDreamValidationError
+from ..models import GenerationMode, ModelImageTask, TaskStatus
+from ..rules import ModelImageOptionsSerializer, flatten_errors
+from .scheduling import enqueue_after_commit
+
+logger = logging.getLogger(__name__)
+
+ImageGetter = Callable[[Model], Any]
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    """What to generate: a template pair or a prompt, and how many pictures (1–4)."""
+
+    mode: str
+    image_count: int = 1
+    human_template_id: str = ""
+    scene_template_id: str = ""
+    custom_human_template: bool = False
+    prompt: str = ""
+
+    @classmethod
+    def validated(cls, data: dict[str, Any]) -> GenerationOptions:
+        """Build from request-shaped data (``template`` dict or ``prompt``), checked by the
+        same rules the client applies; raises ``HiDreamValidationError``."""
+        serializer = ModelImageOptionsSerializer(data=data)
+        if not serializer.is_valid():
+            raise HiDreamValidationError(flatten_errors(serializer.errors))
+        clean = serializer.validated_data
+        if clean.get("template"):
+            template = clean["template"]
+            return cls(
+                mode=GenerationMode.TEMPLATE,
+                image_count=clean["image_count"],
+                human_template_id=template["human_template_id"],
+                scene_template_id=template["scene_template_id"],
+                custom_human_template=template.get("custom_human_template", False),
+            )
+        return cls(
+            mode=GenerationMode.PROMPT,
+            image_count=clean["image_count"],
+            prompt=clean["prompt"].strip(),
+        )
+
+    def as_task_fields(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "image_count": self.image_count,
+            "human_template_id": self.human_template_id,
+            "scene_template_id": self.scene_template_id,
+            "custom_human_template": self.custom_human_template,
+            "prompt": self.prompt,
+        }
+
+
+@dataclass
+class CreationReport:
+    """The tasks created, and the products skipped with the reason for each."""
+
+    tasks: list[ModelImageTask] = field(default_factory=list)
+    skipped: list[tuple[Model, str]] = field(default_factory=list)
+
+
+def default_image_getter(field_name: str = "image") -> ImageGetter:
+    def get(product: Model) -> Any:
+        return getattr(product, field_name, None)
+
+    return get
+
+
+def _storage_name(value: Any) -> str:
+    """The storage name of a FieldFile (or a plain name); empty when there is no file."""
+    if isinstance(value, FieldFile):
+        return value.name or ""
+    if isinstance(value, str):
+        return value
+    return getattr(value, "name", "") or ""
+
+
+def create_tasks_for_products(
+    products: Iterable[Model],
+    options: GenerationOptions,
+    *,
+    user=None,
+    image_getter: ImageGetter | None = None,
+    mask=None,
+) -> CreationReport:
+    """Create one queued task per product that has an image, and enqueue their submission.
+
+    Rows are written with one ``bulk_create``; submission is enqueued as a single dispatch
+    job after commit, so a run over a thousand products stays a handful of queries.
+    """
+    image_getter = image_getter or default_image_getter()
+    report = CreationReport()
+    pending: list[ModelImageTask] = []
+    content_types: dict[type, ContentType] = {}
+    for product in products:
+        name = _storage_name(image_getter(product))
+        if not name:
+            report.skipped.append((product, _("it has no image")))
+            continue
+        model = type(product)
+        if model not in content_types:
+            content_types[model] = ContentType.objects.get_for_model(model)
+        pending.append(
+            ModelImageTask(
+                content_type=content_types[model],
+                object_id=str(product.pk),
+                source_image=name,
+                created_by=user if getattr(user, "is_authenticated", False) else None,
+                **options.as_task_fields(),
+            )
+        )
+    with transaction.atomic():
+        if mask is not None and pending:
+            # One uploaded mask is only offered for a single product (see the admin form).
+            for task in pending:
+                task.mask.save(getattr(mask, "name", "mask.png"), mask, save=False)
+        report.tasks = ModelImageTask.objects.bulk_create(pending)
+        enqueue_submissions([task.pk for task in report.tasks])
+    return report
+
+
+def create_task_for_image(
+    options: GenerationOptions,
+    *,
+    image_name: str = "",
+    image_url: str = "",
+    product: Model | None = None,
+    user=None,
+    mask_name: str = "",
+) -> ModelImageTask:
+    """Create one task for an image already in storage (``image_name``) or at a URL."""
+    if bool(image_name) == bool(image_url):
+        raise ValueError("give exactly one of image_name and image_url")
+    fields: dict[str, Any] = {}
+    if product is not None:
+        fields["content_type"] = ContentType.objects.get_for_model(type(product))
+        fields["object_id"] = str(product.pk)
+    with transaction.atomic():
+        task = ModelImageTask.objects.create(
+            source_image=image_name,
+            source_url=image_url,
+            mask=mask_name,
+            created_by=user if getattr(user, "is_authenticated", False) else None,
+            **fields,
+            **options.as_task_fields(),
+        )
+        enqueue_submissions([task.pk])
+    return task
+
+
+def enqueue_submissions(task_ids: list) -> None:
+    """Enqueue the submission of these queued tasks after commit (one job for the lot)."""
+    if not task_ids:
+        return
+    from ..tasks import dispatch_submissions
+
+    enqueue_after_commit(dispatch_submissions, [str(pk) for pk in task_ids])
+
+
+def copy_for_retry(task: ModelImageTask, user=None) -> ModelImageTask:
+    """A new queued task with the same product, image and options (a retry is a new task)."""
+    with transaction.atomic():
+        clone = ModelImageTask.objects.create(
+            content_type=task.content_type,
+            object_id=task.object_id,
+            mode=task.mode,
+            prompt=task.prompt,
+            human_template_id=task.human_template_id,
+            scene_template_id=task.scene_template_id,
+            custom_human_template=task.custom_human_template,
+            image_count=task.image_count,
+            mask=task.mask.name,
+            source_image=task.source_image.name,
+            source_url=task.source_url,
+            created_by=user if getattr(user, "is_authenticated", False) else task.created_by,
+            retry_of=task,
+            status=TaskStatus.QUEUED,
+        )
+        enqueue_submissions([clone.pk])
+    return clone

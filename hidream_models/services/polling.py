@@ -1,0 +1,164 @@
+"""The polling fallback and the sweep: what ``hidream_sync`` runs.
+
+HiDream delivers a callback at most three times within seconds, so callbacks can be lost for
+good (API-REFERENCE §5). One ``sync_pass`` therefore:
+
+1. fails tasks still unfinished at ``HIDREAM_TASK_DEADLINE``, saying so;
+2. polls the tasks whose callback is overdue (``HIDREAM_CALLBACK_GRACE`` after submission,
+   or right away when no callback URL is configured), at most every ``HIDREAM_POLL_INTERVAL``;
+3. runs submissions and downloads whose retry is due but that no job is carrying (backends that
+   cannot defer, or a lost enqueue).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from ..conf import hidream_settings
+from ..exceptions import HiDreamAPIError, HiDreamError
+from ..models import (
+    REMOTE_TASK_STATUSES,
+    GeneratedImage,
+    ImageStatus,
+    ModelImageTask,
+    TaskStatus,
+)
+from .clients import get_client
+from .results import ApplyOutcome, apply_result, download_result, settle_status
+from .submission import submit_task
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SyncReport:
+    """Counts of what one pass did, for the command's output."""
+
+    polled: int = 0
+    changed: int = 0
+    expired: int = 0
+    resubmitted: int = 0
+    downloads: int = 0
+    errors: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"polled {self.polled} (changed {self.changed}), expired {self.expired}, "
+            f"submissions resumed {self.resubmitted}, downloads resumed {self.downloads}, "
+            f"errors {self.errors}"
+        )
+
+
+def sync_task(task_id) -> ApplyOutcome | None:
+    """Ask HiDream for one task's result and apply it (the body of the sync job).
+
+    Errors are recorded on the task and left for the next poll; the deadline ends the wait.
+    """
+    task = ModelImageTask.objects.filter(pk=task_id).first()
+    if task is None or task.status not in REMOTE_TASK_STATUSES or not task.remote_task_id:
+        return None
+    try:
+        with get_client() as client:
+            payload = client.get_model_image_result(task.remote_task_id)
+    except HiDreamError as exc:
+        ModelImageTask.objects.filter(pk=task.pk).update(
+            last_polled_at=timezone.now(),
+            error_code=exc.code if isinstance(exc, HiDreamAPIError) else None,
+            error_message=_("Polling failed, will try again: %(error)s") % {"error": exc},
+        )
+        logger.warning("Polling task %s failed: %s", task.pk, exc)
+        raise
+    return apply_result(task.pk, payload, source="poll")
+
+
+def expire_overdue_tasks(now=None) -> int:
+    """Fail the unfinished pictures of tasks past the deadline; returns how many tasks."""
+    now = now or timezone.now()
+    deadline = now - timedelta(seconds=hidream_settings.TASK_DEADLINE)
+    minutes = round(hidream_settings.TASK_DEADLINE / 60)
+    reason = _(
+        "HiDream sent no result within %(minutes)s minutes (HIDREAM_TASK_DEADLINE), so the "
+        "task was given up."
+    ) % {"minutes": minutes}
+    expired = 0
+    overdue = ModelImageTask.objects.filter(
+        status__in=REMOTE_TASK_STATUSES, submitted_at__lt=deadline
+    ).values_list("pk", flat=True)
+    for task_id in overdue:
+        with transaction.atomic():
+            task = ModelImageTask.objects.select_for_update().get(pk=task_id)
+            if task.status not in REMOTE_TASK_STATUSES:
+                continue
+            images = list(task.images.select_for_update())
+            for image in images:
+                if image.status == ImageStatus.PENDING:
+                    image.status = ImageStatus.FAILED
+                    image.failure_reason = reason
+                    image.save(update_fields=["status", "failure_reason", "updated_at"])
+            if not images:
+                task.status = TaskStatus.FAILED
+                task.error_message = reason
+                task.finished_at = now
+            else:
+                settle_status(task, images)
+            if task.status == TaskStatus.FAILED:
+                task.error_message = reason
+            task.save()
+            expired += 1
+    return expired
+
+
+def tasks_due_for_polling(now=None):
+    """Submitted tasks whose callback is overdue and that were not polled recently."""
+    now = now or timezone.now()
+    grace = hidream_settings.CALLBACK_GRACE if hidream_settings.CALLBACK_BASE_URL else 0
+    return (
+        ModelImageTask.objects.filter(
+            status__in=REMOTE_TASK_STATUSES,
+            remote_task_id__isnull=False,
+            submitted_at__lte=now - timedelta(seconds=grace),
+        )
+        .filter(
+            Q(last_polled_at__isnull=True)
+            | Q(last_polled_at__lte=now - timedelta(seconds=hidream_settings.POLL_INTERVAL))
+        )
+        .filter(Q(images__isnull=True) | Q(images__status=ImageStatus.PENDING))
+        .distinct()
+        .order_by("submitted_at")
+    )
+
+
+def sync_pass(now=None, *, limit: int = 500) -> SyncReport:
+    """One pass of the polling fallback and the sweep (see the module doc)."""
+    now = now or timezone.now()
+    report = SyncReport()
+    report.expired = expire_overdue_tasks(now)
+    for task_id in list(tasks_due_for_polling(now).values_list("pk", flat=True)[:limit]):
+        report.polled += 1
+        try:
+            outcome = sync_task(task_id)
+        except HiDreamError:
+            report.errors += 1
+            continue
+        if outcome and outcome.changed:
+            report.changed += 1
+    due_submits = ModelImageTask.objects.filter(
+        status=TaskStatus.QUEUED, next_attempt_at__lte=now
+    ).values_list("pk", flat=True)[:limit]
+    for task_id in list(due_submits):
+        if submit_task(task_id) is not None:
+            report.resubmitted += 1
+    due_downloads = GeneratedImage.objects.filter(
+        status=ImageStatus.DOWNLOADING, next_attempt_at__lte=now
+    ).values_list("pk", flat=True)[:limit]
+    for image_id in list(due_downloads):
+        if download_result(image_id) is not None:
+            report.downloads += 1
+    return report

@@ -1,0 +1,203 @@
+"""Submitting a queued task to HiDream, exactly once.
+
+The task row is claimed under a row lock (``queued → submitting``) so two workers racing on
+one task make one HTTP submit. What happens next depends on how the call ended:
+
+- accepted: ``submitted``, with HiDream's task and sub-task ids;
+- refused by a rule, a business ``code`` or a 4xx: ``failed`` with HiDream's words;
+- never reached HiDream (connection refused, 429, 5xx): back to ``queued`` and retried later
+  with backoff, up to ``HIDREAM_MAX_ATTEMPTS``;
+- sent but unanswered (read timeout, connection cut): ``unconfirmed``. HiDream may have
+  accepted, and billed, it: it is never resent silently, a person decides (DESIGN §4).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from datetime import timedelta
+
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from ..client import SubmitResult
+from ..conf import hidream_settings
+from ..exceptions import (
+    HiDreamAPIError,
+    HiDreamError,
+    HiDreamHTTPError,
+    HiDreamTimeoutError,
+    HiDreamValidationError,
+)
+from ..images import ImageProblem, prepare_source
+from ..models import GeneratedImage, ModelImageTask, TaskStatus
+from ..signals import send_after_commit, task_finished, task_submitted
+from .clients import get_client
+from .scheduling import backoff_seconds, enqueue_after_commit
+
+logger = logging.getLogger(__name__)
+
+
+def callback_url(task: ModelImageTask) -> str | None:
+    """The notify_url for a task, or None when no public callback base URL is configured."""
+    base = hidream_settings.CALLBACK_BASE_URL
+    if not base:
+        return None
+    path = reverse(
+        "hidream_models:callback", kwargs={"task_id": task.pk, "token": task.callback_token}
+    )
+    return f"{base}{path}"
+
+
+def claim_for_submission(task_id) -> ModelImageTask | None:
+    """Move a queued task to ``submitting`` under a row lock; None if someone else has it."""
+    with transaction.atomic():
+        task = ModelImageTask.objects.select_for_update().filter(pk=task_id).first()
+        if task is None or task.status != TaskStatus.QUEUED:
+            return None
+        task.status = TaskStatus.SUBMITTING
+        task.attempts += 1
+        task.next_attempt_at = None
+        task.save(update_fields=["status", "attempts", "next_attempt_at", "updated_at"])
+    return task
+
+
+def submit_task(task_id) -> str | None:
+    """Submit one queued task (the body of the ``submit`` background job).
+
+    Returns the task's new status, or None when there was nothing to do.
+    """
+    task = claim_for_submission(task_id)
+    if task is None:
+        return None
+    try:
+        image = _image_value(task)
+        mask = _mask_value(task)
+    except ImageProblem as exc:
+        return _fail(task, str(exc))
+
+    try:
+        with get_client() as client:
+            result = client.submit_model_image(
+                image=image,
+                mask=mask,
+                notify_url=callback_url(task),
+                **task.sent_options(),
+            )
+    except HiDreamValidationError as exc:
+        return _fail(task, _("Not sent, HiDream's rules refuse it: %(error)s") % {"error": exc})
+    except HiDreamTimeoutError as exc:
+        if exc.request_sent:
+            return _mark_unconfirmed(task, exc)
+        return _retry_or_fail(task, exc)
+    except HiDreamAPIError as exc:
+        return _fail(task, str(exc), code=exc.code)
+    except HiDreamError as exc:
+        if exc.transient:
+            return _retry_or_fail(task, exc)
+        return _fail(task, str(exc))
+    return _record_submission(task.pk, result)
+
+
+def _image_value(task: ModelImageTask) -> str:
+    if task.source_url:
+        task.source_mode = "url"
+        task.save(update_fields=["source_mode", "updated_at"])
+        return task.source_url
+    prepared = prepare_source(task.source_image.name, task.source_image.storage)
+    task.source_mode = prepared.mode
+    task.source_sha256 = prepared.sha256
+    task.save(update_fields=["source_mode", "source_sha256", "updated_at"])
+    return prepared.value
+
+
+def _mask_value(task: ModelImageTask) -> str | None:
+    if not task.mask:
+        return None
+    try:
+        with task.mask.open("rb") as fh:
+            return base64.b64encode(fh.read()).decode("ascii")
+    except OSError as exc:
+        raise ImageProblem(
+            _("The mask file could not be read: %(error)s") % {"error": exc}
+        ) from exc
+
+
+def _record_submission(task_id, result: SubmitResult) -> str:
+    with transaction.atomic():
+        task = ModelImageTask.objects.select_for_update().get(pk=task_id)
+        task.remote_task_id = result.task_id
+        task.request_id = result.request_id
+        task.sub_task_ids = list(result.sub_task_ids)
+        task.submitted_at = task.submitted_at or timezone.now()
+        task.error_code = None
+        task.error_message = ""
+        # A callback may have beaten the submit's reply: never move such a task back.
+        if task.status in (TaskStatus.SUBMITTING, TaskStatus.UNCONFIRMED):
+            task.status = TaskStatus.SUBMITTED
+        task.save()
+        GeneratedImage.objects.bulk_create(
+            [
+                GeneratedImage(task=task, sub_task_id=sub_task_id, position=position)
+                for position, sub_task_id in enumerate(result.sub_task_ids)
+            ],
+            ignore_conflicts=True,
+        )
+        send_after_commit(task_submitted, ModelImageTask, task=task)
+    logger.info("HiDream accepted task %s as %s", task.pk, result.task_id)
+    return task.status
+
+
+def _fail(task: ModelImageTask, message: str, *, code: int | None = None) -> str:
+    with transaction.atomic():
+        task = ModelImageTask.objects.select_for_update().get(pk=task.pk)
+        task.status = TaskStatus.FAILED
+        task.error_code = code
+        task.error_message = message
+        task.finished_at = timezone.now()
+        task.save()
+        send_after_commit(task_finished, ModelImageTask, task=task)
+    logger.warning("Task %s failed: %s", task.pk, message)
+    return task.status
+
+
+def _mark_unconfirmed(task: ModelImageTask, exc: Exception) -> str:
+    message = _(
+        "The request was sent but HiDream did not confirm it (%(error)s). It may still be "
+        "generating, and billed. It is not resent automatically: use “Refresh” later, or "
+        "“Retry” to send it again knowingly."
+    ) % {"error": exc}
+    ModelImageTask.objects.filter(pk=task.pk).update(
+        status=TaskStatus.UNCONFIRMED, error_message=message, updated_at=timezone.now()
+    )
+    logger.warning("Task %s is unconfirmed: %s", task.pk, exc)
+    return TaskStatus.UNCONFIRMED
+
+
+def _retry_or_fail(task: ModelImageTask, exc: HiDreamError) -> str:
+    if task.attempts >= hidream_settings.MAX_ATTEMPTS:
+        return _fail(
+            task,
+            _("Gave up after %(n)s attempts. Last error: %(error)s")
+            % {"n": task.attempts, "error": exc},
+            code=getattr(exc, "code", None),
+        )
+    retry_after = exc.retry_after if isinstance(exc, HiDreamHTTPError) else None
+    delay = backoff_seconds(task.attempts, retry_after)
+    with transaction.atomic():
+        ModelImageTask.objects.filter(pk=task.pk).update(
+            status=TaskStatus.QUEUED,
+            error_message=_("Attempt %(n)s failed, will retry: %(error)s")
+            % {"n": task.attempts, "error": exc},
+            next_attempt_at=timezone.now() + timedelta(seconds=delay),
+            updated_at=timezone.now(),
+        )
+        from ..tasks import submit_model_image
+
+        enqueue_after_commit(submit_model_image, str(task.pk), delay=delay)
+    logger.info(
+        "Task %s attempt %s failed (%s); retry in %.1f s", task.pk, task.attempts, exc, delay
+    )
+    return TaskStatus.QUEUED

@@ -1,0 +1,1 @@
+"""The demo shop's catalog: products and their photo galleries."""

@@ -1,0 +1,52 @@
+"""The demo shop's products: a main image and an ordered gallery."""
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class Product(models.Model):
+    """A product of the demo shop."""
+
+    name = models.CharField(max_length=200, help_text=_("Name shown in the shop."))
+    sku = models.CharField(max_length=64, unique=True, help_text=_("Stock keeping unit."))
+    price = models.DecimalField(max_digits=10, decimal_places=2, help_text=_("Price in EUR."))
+    description = models.TextField(blank=True, help_text=_("Shown on the product page."))
+    image = models.ImageField(upload_to="products/", blank=True, help_text=_("Main product photo."))
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("product")
+        verbose_name_plural = _("products")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProductImage(models.Model):
+    """One picture in a product's gallery, possibly an AI-generated model photo."""
+
+    product = models.ForeignKey(
+        Product, on_delete=models.CASCADE, related_name="gallery", help_text=_("The product.")
+    )
+    image = models.ImageField(upload_to="products/gallery/", help_text=_("The picture."))
+    position = models.PositiveIntegerField(default=0, help_text=_("Order in the gallery."))
+    alt_text = models.CharField(max_length=300, blank=True, help_text=_("Alternative text."))
+    ai_generated = models.BooleanField(
+        default=False, help_text=_("Made by AI (HiDream); shown as such in the shop.")
+    )
+    generated_image = models.ForeignKey(
+        "hidream_models.GeneratedImage",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text=_("The generated picture this came from."),
+    )
+
+    class Meta:
+        ordering = ["product", "position", "pk"]
+        verbose_name = _("product image")
+        verbose_name_plural = _("product images")
+
+    def __str__(self) -> str:
+        return f"{self.product} #{self.position}"

@@ -1,0 +1,115 @@
+"""Settings of the demo shop, read from the environment (and ``.env``) with django-environ.
+
+Every ``HIDREAM_*`` setting can be given as an environment variable of the same name.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=True)
+SECRET_KEY = env.str(
+    "SECRET_KEY", default="django-insecure-demo-only-change-me" if DEBUG else environ.Env.NOTSET
+)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_tasks_db",
+    "hidream_models",
+    "shop_demo.catalog",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "shop_demo.urls"
+WSGI_APPLICATION = "shop_demo.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+VAR_DIR = BASE_DIR / "var"  # the demo's local state: database and media (git-ignored)
+VAR_DIR.mkdir(exist_ok=True)
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'demo.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several processes (web, worker, sync) share the file: wait for locks, don't fail.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    )
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+MEDIA_URL = env.str("MEDIA_URL", default="/media/")
+MEDIA_ROOT = env.path("MEDIA_ROOT", default=VAR_DIR / "media")
+
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+# --- hidream_models ---------------------------------------------------------------------------
+HIDREAM_API_TOKEN = env.str("HIDREAM_API_TOKEN", default="")
+HIDREAM_BASE_URL = env.str("HIDREAM_BASE_URL", default="https://hidreamai.com")
+HIDREAM_CALLBACK_BASE_URL = env.str("HIDREAM_CALLBACK_BASE_URL", default="")
+HIDREAM_SOURCE_IMAGE_MODE = env.str("HIDREAM_SOURCE_IMAGE_MODE", default="base64")
+HIDREAM_POLL_INTERVAL = env.float("HIDREAM_POLL_INTERVAL", default=30.0)
+HIDREAM_CALLBACK_GRACE = env.float("HIDREAM_CALLBACK_GRACE", default=60.0)
+HIDREAM_TASK_DEADLINE = env.float("HIDREAM_TASK_DEADLINE", default=3600.0)
+HIDREAM_MAX_ATTEMPTS = env.int("HIDREAM_MAX_ATTEMPTS", default=5)
+HIDREAM_MAX_DOWNLOAD_BYTES = env.int("HIDREAM_MAX_DOWNLOAD_BYTES", default=30 * 1024 * 1024)
+HIDREAM_ALLOWED_RESULT_HOSTS = env.list(
+    "HIDREAM_ALLOWED_RESULT_HOSTS", default=["hidreamai.com", ".hidreamai.com"]
+)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "hidream_models": {"handlers": ["console"], "level": env.str("LOG_LEVEL", "INFO")},
+        "django.tasks": {"handlers": ["console"], "level": "INFO"},
+        "django_tasks_db": {"handlers": ["console"], "level": "INFO"},
+    },
+}

@@ -1,0 +1,106 @@
+"""Shared fixtures: storage in a temp folder, real product images, the simulator, job runner."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+from django.core.files.base import ContentFile
+from PIL import Image, ImageDraw
+
+from tests import jobs
+
+
+def make_image_bytes(size=(600, 800), color=(200, 40, 60), fmt="JPEG", exif_orientation=None):
+    """A real picture made with Pillow: a coloured garment shape on a light background."""
+    image = Image.new("RGB", size, (245, 245, 240))
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    draw.polygon(
+        [(w * 0.3, h * 0.1), (w * 0.7, h * 0.1), (w * 0.9, h * 0.9), (w * 0.1, h * 0.9)],
+        fill=color,
+    )
+    out = io.BytesIO()
+    kwargs = {}
+    if exif_orientation:
+        exif = Image.Exif()
+        exif[0x0112] = exif_orientation
+        kwargs["exif"] = exif
+    image.save(out, fmt, **kwargs)
+    return out.getvalue()
+
+
+@pytest.fixture(autouse=True)
+def media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    settings.STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    return tmp_path / "media"
+
+
+@pytest.fixture(autouse=True)
+def _clean_jobs():
+    jobs.clear_jobs()
+    yield
+    jobs.clear_jobs()
+
+
+@pytest.fixture
+def run_jobs():
+    return jobs.run_jobs
+
+
+@pytest.fixture
+def make_product(db):
+    from shop_demo.catalog.models import Product
+
+    counter = {"n": 0}
+
+    def make(with_image=True, **kwargs):
+        counter["n"] += 1
+        n = counter["n"]
+        product = Product(
+            name=kwargs.pop("name", f"Test dress {n}"),
+            sku=kwargs.pop("sku", f"SKU-{n:04d}"),
+            price=kwargs.pop("price", "49.90"),
+            **kwargs,
+        )
+        if with_image:
+            product.image.save(
+                f"dress-{n}.jpg",
+                ContentFile(make_image_bytes(color=(40 * n % 255, 90, 160))),
+                save=False,
+            )
+        product.save()
+        return product
+
+    return make
+
+
+@pytest.fixture
+def simulator(settings):
+    """The HiDream simulator on a free loopback port; settings point at it."""
+    from hidream_models.simulator import HiDreamSimulator
+
+    sim = HiDreamSimulator(
+        host="127.0.0.1", port=0, token=settings.HIDREAM_API_TOKEN, delay=0.3
+    ).start()
+    settings.HIDREAM_BASE_URL = sim.base_url
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+def wait_for(predicate, timeout=10.0, interval=0.05, message="condition"):
+    """Poll ``predicate`` until it is truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {message}")

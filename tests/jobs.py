@@ -1,0 +1,49 @@
+"""A task backend for tests: stores jobs like DummyBackend, in one list shared by all threads.
+
+Django keeps one backend instance per thread, so jobs enqueued by the live server's thread
+(the callback view) would be invisible to the test thread with the stock DummyBackend.
+``run_jobs`` then executes them the way a worker would, in order, until none are left.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from django.tasks.backends.dummy import DummyBackend
+from django.tasks.base import TaskResultStatus
+
+_lock = threading.Lock()
+_jobs: list = []
+
+
+class SharedDummyBackend(DummyBackend):
+    """DummyBackend whose stored jobs are shared across threads."""
+
+    def _store_result(self, result):
+        super()._store_result(result)
+        with _lock:
+            _jobs.append(result)
+
+
+def pending_jobs() -> list:
+    with _lock:
+        return list(_jobs)
+
+
+def clear_jobs() -> None:
+    with _lock:
+        _jobs.clear()
+
+
+def run_jobs(limit: int = 500) -> list:
+    """Run stored jobs (and the jobs they enqueue) in FIFO order; returns their names."""
+    ran = []
+    for _ in range(limit):
+        with _lock:
+            if not _jobs:
+                return ran
+            job = _jobs.pop(0)
+        job.task.call(*job.args, **job.kwargs)
+        object.__setattr__(job, "status", TaskResultStatus.SUCCESSFUL)
+        ran.append(job.task.name)
+    raise AssertionError(f"more than {limit} jobs: a job keeps re-enqueueing itself")

@@ -1,0 +1,199 @@
+"""The callback receiver: security, validation, idempotency, transport surprises."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from hidream_models.models import (
+    CallbackEvent,
+    GeneratedImage,
+    ImageStatus,
+    ModelImageTask,
+    TaskStatus,
+)
+from tests import jobs
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def task(db):
+    return ModelImageTask.objects.create(
+        mode="prompt",
+        prompt="summer look",
+        image_count=2,
+        status=TaskStatus.SUBMITTED,
+        remote_task_id="remote-1",
+        sub_task_ids=["sub-a", "sub-b"],
+    )
+
+
+def url(task, token=None):
+    return reverse(
+        "hidream_models:callback",
+        kwargs={"task_id": task.pk, "token": token or task.callback_token},
+    )
+
+
+def result(*subs, task_id="remote-1"):
+    return {
+        "code": 0,
+        "message": "Success",
+        "request_id": "req-1",
+        "result": {"task_id": task_id, "sub_task_results": list(subs)},
+    }
+
+
+def done(sub, image="http://127.0.0.1:9/x.jpg"):
+    return {
+        "sub_task_id": sub,
+        "task_status": 1,
+        "task_completion": 1,
+        "image": image,
+        "description": "",
+    }
+
+
+def post(client, path, body, **extra):
+    data = body if isinstance(body, str | bytes) else json.dumps(body)
+    return client.post(path, data=data, content_type="application/json", **extra)
+
+
+def test_valid_callback_is_stored_applied_and_queues_downloads(client, task):
+    response = post(client, url(task), result(done("sub-a"), done("sub-b")))
+    assert response.status_code == 200, response.content
+    assert response.json() == {"ok": True, "status": "processing"}
+    assert GeneratedImage.objects.filter(task=task, status=ImageStatus.DOWNLOADING).count() == 2
+    event = CallbackEvent.objects.get(task=task)
+    assert event.outcome == "applied" and "sub-a" in event.body
+    queued = [job.task.name for job in jobs.pending_jobs()]
+    assert queued.count("download_generated_image") == 2
+
+
+def test_wrong_token_is_404_and_writes_nothing(client, task):
+    before = task.updated_at
+    response = post(client, url(task, token="x" * 43), result(done("sub-a")))
+    assert response.status_code == 404
+    assert not CallbackEvent.objects.exists()
+    assert not GeneratedImage.objects.exists()
+    task.refresh_from_db()
+    assert task.updated_at == before
+
+
+def test_unknown_task_answers_exactly_like_a_wrong_token(client, task):
+    unknown = reverse(
+        "hidream_models:callback", kwargs={"task_id": uuid.uuid4(), "token": task.callback_token}
+    )
+    wrong = post(client, url(task, token="nope"), result(done("sub-a")))
+    missing = post(client, unknown, result(done("sub-a")))
+    assert wrong.status_code == missing.status_code == 404
+    assert wrong.content == missing.content
+    assert not CallbackEvent.objects.exists()
+
+
+def test_ten_replays_make_no_duplicates(client, task):
+    body = result(done("sub-a"), done("sub-b"))
+    outcomes = [post(client, url(task), body).status_code for _ in range(10)]
+    assert outcomes == [200] * 10
+    assert GeneratedImage.objects.filter(task=task).count() == 2
+    assert CallbackEvent.objects.filter(task=task, outcome="applied").count() == 1
+    assert CallbackEvent.objects.filter(task=task, outcome="unchanged").count() == 9
+    downloads = [j for j in jobs.pending_jobs() if j.task.name.endswith("download_generated_image")]
+    assert len(downloads) == 2
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "envelope",
+        "bare",
+        "main_task_id",
+    ],
+)
+def test_three_documented_body_shapes(client, task, shape):
+    subs = [done("sub-a"), {"sub_task_id": "sub-b", "task_status": 3, "description": "bad pose"}]
+    body = {
+        "envelope": result(*subs),
+        "bare": {"task_id": "remote-1", "sub_task_results": subs},
+        "main_task_id": {"main_task_id": "remote-1", "sub_task_results": subs},
+    }[shape]
+    response = post(client, url(task), body)
+    assert response.status_code == 200, response.content
+    failed = GeneratedImage.objects.get(task=task, sub_task_id="sub-b")
+    assert failed.status == ImageStatus.FAILED and "bad pose" in failed.failure_reason
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        (json.dumps({"result": {"task_id": "remote-1"}}), "sub_task_results"),
+        (json.dumps({"sub_task_results": [{"sub_task_id": "sub-a"}]}), "task_status"),
+        (
+            json.dumps({"sub_task_results": [{"sub_task_id": "a", "task_status": "x"}]}),
+            "task_status",
+        ),
+        (json.dumps({"code": 5001, "message": "boom", "result": None}), "5001"),
+        (json.dumps(result(done("sub-a"), task_id="someone-else")), "someone-else"),
+    ],
+)
+def test_malformed_bodies_get_400_naming_the_problem(client, task, body, expected):
+    response = post(client, url(task), body)
+    assert response.status_code == 400
+    assert expected in response.json()["error"]
+    assert CallbackEvent.objects.get(task=task).outcome == "invalid"
+    assert not GeneratedImage.objects.filter(status=ImageStatus.DOWNLOADING).exists()
+
+
+def test_oversize_body_is_413(client, task, settings):
+    settings.HIDREAM_MAX_CALLBACK_BYTES = 2048
+    body = result(done("sub-a"))
+    body["padding"] = "x" * 5000
+    response = post(client, url(task), body)
+    assert response.status_code == 413
+    assert not CallbackEvent.objects.exists()
+
+
+def test_no_csrf_and_no_session_needed(task, admin_user):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(admin_user)  # a session cookie must not switch CSRF on
+    response = post(client, url(task), result(done("sub-a")))
+    assert response.status_code == 200
+
+
+def test_get_is_not_allowed(client, task):
+    assert client.get(url(task)).status_code == 405
+
+
+def test_works_with_atomic_requests(client, settings, task):
+    from django.db import connections
+
+    connections["default"].settings_dict["ATOMIC_REQUESTS"] = True
+    try:
+        response = post(client, url(task), result(done("sub-a"), done("sub-b")))
+    finally:
+        connections["default"].settings_dict["ATOMIC_REQUESTS"] = False
+    assert response.status_code == 200
+    # Downloads are enqueued on commit of the view's own transaction, not held back.
+    assert len(jobs.pending_jobs()) == 2
+
+
+def test_secret_headers_are_not_stored(client, task):
+    post(
+        client,
+        url(task),
+        result(done("sub-a")),
+        HTTP_AUTHORIZATION="Bearer leaked",
+        HTTP_COOKIE="sessionid=abc",
+        HTTP_X_TRACE="keep-me",
+    )
+    headers = CallbackEvent.objects.get().headers
+    lowered = {k.lower(): v for k, v in headers.items()}
+    assert "authorization" not in lowered and "cookie" not in lowered
+    assert lowered["x-trace"] == "keep-me"
