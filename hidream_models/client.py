@@ -151,7 +151,7 @@ class HiDreamClient:
         ):
             raise HiDreamResponseError(
                 "HiDream accepted the task but its reply has no task_id/sub_task_ids: "
-                f"{_excerpt(str(result))}"
+                f"{_excerpt(self._scrub(str(result)))}"
             )
         return SubmitResult(
             task_id=result["task_id"],
@@ -188,7 +188,7 @@ class HiDreamClient:
             if not isinstance(result, dict) or not isinstance(result.get("templates"), list):
                 raise HiDreamResponseError(
                     f"HiDream's {kind} template list has no 'templates' list: "
-                    f"{_excerpt(str(result))}"
+                    f"{_excerpt(self._scrub(str(result)))}"
                 )
             templates.extend(item for item in result["templates"] if isinstance(item, dict))
             total_pages = result.get("total_page")
@@ -238,7 +238,7 @@ class HiDreamClient:
         if response.status_code >= 400:
             raise HiDreamHTTPError(
                 response.status_code,
-                self._scrub(_excerpt(text)),
+                _excerpt(self._scrub(text)),
                 retry_after=_retry_after(response.headers.get("Retry-After")),
             )
         try:
@@ -247,16 +247,18 @@ class HiDreamClient:
             raise HiDreamResponseError(
                 f"HiDream answered HTTP {response.status_code} with something that is not JSON "
                 f"({response.headers.get('Content-Type', 'no content type')}): "
-                f"{self._scrub(_excerpt(text))}"
+                f"{_excerpt(self._scrub(text))}"
             ) from None
         if not isinstance(envelope, dict) or "code" not in envelope:
             raise HiDreamResponseError(
                 f"HiDream's reply is not the expected {{code, message, result}} envelope: "
-                f"{self._scrub(_excerpt(text))}"
+                f"{_excerpt(self._scrub(text))}"
             )
         code = envelope["code"]
         if not isinstance(code, int) or isinstance(code, bool):
-            raise HiDreamResponseError(f"HiDream's reply has a non-integer code: {code!r}")
+            raise HiDreamResponseError(
+                f"HiDream's reply has a non-integer code: {self._scrub(repr(code))}"
+            )
         if code != 0:
             raise HiDreamAPIError(
                 code,

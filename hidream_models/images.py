@@ -66,7 +66,8 @@ def open_checked(fp: IO[bytes], what: str) -> Image.Image:
     if width * height > hidream_settings.MAX_IMAGE_PIXELS:
         raise ImageProblem(
             _(
-                "%(what)s is %(w)s×%(h)s pixels, more than the %(max)s allowed (HIDREAM_MAX_IMAGE_PIXELS)."
+                "%(what)s is %(w)s×%(h)s pixels, more than the %(max)s allowed "
+                "(HIDREAM_MAX_IMAGE_PIXELS)."
             )
             % {"what": what, "w": width, "h": height, "max": hidream_settings.MAX_IMAGE_PIXELS}
         )

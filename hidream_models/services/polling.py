@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -67,13 +68,15 @@ def sync_task(task_id) -> ApplyOutcome | None:
     try:
         with get_client() as client:
             payload = client.get_model_image_result(task.remote_task_id)
-    except HiDreamError as exc:
+    except (HiDreamError, ImproperlyConfigured) as exc:
         ModelImageTask.objects.filter(pk=task.pk).update(
             last_polled_at=timezone.now(),
             error_code=exc.code if isinstance(exc, HiDreamAPIError) else None,
             error_message=_("Polling failed, will try again: %(error)s") % {"error": exc},
         )
         logger.warning("Polling task %s failed: %s", task.pk, exc)
+        if isinstance(exc, ImproperlyConfigured):
+            raise HiDreamError(str(exc)) from exc
         raise
     return apply_result(task.pk, payload, source="poll")
 
@@ -97,17 +100,22 @@ def expire_overdue_tasks(now=None) -> int:
             if task.status not in REMOTE_TASK_STATUSES:
                 continue
             images = list(task.images.select_for_update())
+            known = {image.sub_task_id for image in images}
+            for position, sub_task_id in enumerate(task.sub_task_ids):
+                if sub_task_id not in known:  # HiDream never reported this sub-task at all
+                    images.append(
+                        GeneratedImage(task=task, sub_task_id=sub_task_id, position=position)
+                    )
             for image in images:
                 if image.status == ImageStatus.PENDING:
                     image.status = ImageStatus.FAILED
                     image.failure_reason = reason
-                    image.save(update_fields=["status", "failure_reason", "updated_at"])
+                    image.save()
             if not images:
                 task.status = TaskStatus.FAILED
-                task.error_message = reason
                 task.finished_at = now
             else:
-                settle_status(task, images)
+                settle_status(task, images, expected=len(images))
             if task.status == TaskStatus.FAILED:
                 task.error_message = reason
             task.save()

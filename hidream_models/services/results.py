@@ -139,9 +139,15 @@ def _failure_text(sub: SubTaskResult) -> str:
     return " ".join(parts)
 
 
-def settle_status(task: ModelImageTask, images: list[GeneratedImage]) -> bool:
-    """Derive the task's status from its pictures; True if it changed. Caller saves."""
-    expected = len(task.sub_task_ids) or task.image_count
+def settle_status(
+    task: ModelImageTask, images: list[GeneratedImage], *, expected: int | None = None
+) -> bool:
+    """Derive the task's status from its pictures; True if it changed. Caller saves.
+
+    ``expected`` is how many pictures must be final; by default HiDream's sub-task count.
+    """
+    if expected is None:
+        expected = len(task.sub_task_ids) or task.image_count
     before = task.status
     finished = [image for image in images if image.is_final]
     if len(finished) >= expected and len(finished) == len(images):

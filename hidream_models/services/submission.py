@@ -17,6 +17,7 @@ import base64
 import logging
 from datetime import timedelta
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -73,9 +74,10 @@ def submit_task(task_id) -> str | None:
     if task is None:
         return None
     try:
+        hidream_settings.require_token()
         image = _image_value(task)
         mask = _mask_value(task)
-    except ImageProblem as exc:
+    except (ImageProblem, ImproperlyConfigured) as exc:
         return _fail(task, str(exc))
 
     try:
