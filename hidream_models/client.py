@@ -156,7 +156,7 @@ class HiDreamClient:
         return SubmitResult(
             task_id=result["task_id"],
             sub_task_ids=tuple(result["sub_task_ids"]),
-            request_id=str(envelope.get("request_id", "")),
+            request_id=self._scrub(str(envelope.get("request_id", ""))),
         )
 
     def get_model_image_result(self, task_id: str) -> TaskResultPayload:
@@ -263,13 +263,17 @@ class HiDreamClient:
             raise HiDreamAPIError(
                 code,
                 self._scrub(str(envelope.get("message", ""))),
-                str(envelope.get("request_id", "")),
+                self._scrub(str(envelope.get("request_id", ""))),
             )
         return envelope
 
     def _scrub(self, text: str) -> str:
+        """Mask the token (as configured and as sent, i.e. stripped) in text meant for people."""
         token = self._token if self._token is not None else hidream_settings.API_TOKEN
-        return text.replace(token, "***") if token else text
+        for variant in {token, token.strip()}:
+            if variant:
+                text = text.replace(variant, "***")
+        return text
 
 
 def _excerpt(text: str) -> str:

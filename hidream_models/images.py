@@ -19,6 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .conf import hidream_settings
 from .rules import is_http_url
 
+ORIENTATION_TAG = 0x0112
 MAX_SIDE = 4096  # HiDream's "4K" limit, read as the longest side (API-REFERENCE §2)
 PASSTHROUGH_FORMATS = {"JPEG", "PNG", "WEBP"}
 RESULT_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
@@ -153,8 +154,9 @@ def prepare_source(name: str, storage: Storage | None = None) -> PreparedSource:
 
 def _fit_and_encode(image: Image.Image, original: bytes) -> tuple[bytes, int, int]:
     """EXIF-orient, shrink to ≤ 4096 px on the long side (never enlarge), encode."""
+    # exif_transpose() always returns a copy, so ask the orientation tag whether it turned.
+    changed = image.getexif().get(ORIENTATION_TAG, 1) != 1
     oriented = ImageOps.exif_transpose(image)
-    changed = oriented is not image
     if max(oriented.size) > MAX_SIDE:
         oriented.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
         changed = True

@@ -99,7 +99,7 @@ def _unwrap(body: Any) -> dict:
         raise PayloadError(
             f"Expected a JSON object with 'sub_task_results', got {type(body).__name__}."
         )
-    if "result" in body and "sub_task_results" not in body:
+    if "sub_task_results" not in body and ("result" in body or "code" in body):
         code = body.get("code", 0)
         if not isinstance(code, int) or isinstance(code, bool):
             raise PayloadError("'code' must be an integer.")
@@ -107,7 +107,7 @@ def _unwrap(body: Any) -> dict:
             raise HiDreamAPIError(
                 code, str(body.get("message", "")), str(body.get("request_id", ""))
             )
-        result = body["result"]
+        result = body.get("result")
         if not isinstance(result, dict):
             raise PayloadError("'result' must be an object with 'sub_task_results'.")
         return result

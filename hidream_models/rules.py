@@ -43,6 +43,10 @@ def normalise_image_value(value: str, field_label: str) -> str:
             )
         return value
     value = _DATA_PREFIX.sub("", value, count=1)
+    if not value:
+        raise serializers.ValidationError(
+            _("%(field)s has a data: prefix but no image data after it.") % {"field": field_label}
+        )
     if value.startswith("data:"):
         raise serializers.ValidationError(
             _("%(field)s must be an image data URL (data:image/...;base64,...) or plain base64.")
