@@ -10,7 +10,7 @@ FIND_PYTHON = for c in "$(PYTHON)" python3.13 python3.12 \
 	  $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python 2>/dev/null | sort -rV) python3; do \
 	  [ -n "$$c" ] || continue; \
 	  command -v "$$c" >/dev/null 2>&1 || continue; \
-	  "$$c" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { command -v "$$c"; break; }; \
+	  "$$c" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { command -v "$$c"; break; }; \
 	done
 
 .PHONY: help venv test lint demo clean
