@@ -47,3 +47,6 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
+
+demo: $(STAMP)
+	$(PY) manage.py run_demo

@@ -61,6 +61,18 @@ class ModelImageTask(models.Model):
         max_length=64, blank=True, help_text=_("The primary key of the product.")
     )
     product = GenericForeignKey("content_type", "object_id")
+    product_label = models.CharField(
+        max_length=300,
+        blank=True,
+        db_index=True,
+        help_text=_("The product's name when the task was created (for lists and search)."),
+    )
+    batch = models.UUIDField(
+        null=True,
+        blank=True,
+        db_index=True,
+        help_text=_("Tasks created together by one action or API call share this id."),
+    )
 
     mode = models.CharField(
         max_length=16,
@@ -180,13 +192,7 @@ class ModelImageTask(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.product_label} · {self.get_status_display()}"
-
-    @property
-    def product_label(self) -> str:
-        if self.content_type_id and self.product is not None:
-            return str(self.product)
-        return str(_("(no product)")) if not self.object_id else f"#{self.object_id}"
+        return f"{self.product_label or _('(no product)')} · {self.get_status_display()}"
 
     @property
     def is_final(self) -> bool:
@@ -309,6 +315,10 @@ class GeneratedImage(models.Model):
         return f"{self.task.product_label} #{self.position + 1} · {self.get_status_display()}"
 
     @property
+    def number(self) -> int:
+        return self.position + 1
+
+    @property
     def is_final(self) -> bool:
         return self.status in FINAL_IMAGE_STATUSES
 
@@ -353,3 +363,69 @@ class CallbackEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.received_at:%Y-%m-%d %H:%M:%S} · {self.get_outcome_display()}"
+
+
+class TemplateKind(models.TextChoices):
+    HUMAN = "human", _("Model (human)")
+    SCENE = "scene", _("Scene")
+
+
+class HiDreamTemplate(models.Model):
+    """A human or scene template offered by HiDream, synced into the shop's database.
+
+    Templates that disappear from HiDream are deactivated, never deleted: old tasks still
+    name them.
+    """
+
+    kind = models.CharField(
+        max_length=8, choices=TemplateKind.choices, help_text=_("Human (model) or scene.")
+    )
+    remote_id = models.CharField(max_length=128, help_text=_("HiDream's template id."))
+    name_en = models.CharField(max_length=200, blank=True, help_text=_("English name."))
+    name_zh = models.CharField(max_length=200, blank=True, help_text=_("Chinese name."))
+    gender = models.CharField(
+        max_length=16, blank=True, help_text=_("Woman or Man (human templates).")
+    )
+    scenes_type = models.CharField(
+        max_length=32, blank=True, help_text=_("indoor scenes or outdoor scenes (scene templates).")
+    )
+    region = models.CharField(max_length=64, blank=True, help_text=_("Region (scene templates)."))
+    remote_preview_url = models.URLField(
+        max_length=2000, blank=True, help_text=_("HiDream's preview image URL.")
+    )
+    preview = models.FileField(
+        upload_to="hidream/templates/",
+        blank=True,
+        max_length=500,
+        help_text=_("The preview image, copied into the shop's storage."),
+    )
+    is_active = models.BooleanField(
+        default=True, help_text=_("Offered by HiDream at the last sync.")
+    )
+    extra = models.JSONField(
+        default=dict, blank=True, help_text=_("Every field HiDream sent, as received.")
+    )
+    synced_at = models.DateTimeField(null=True, blank=True, help_text=_("Last seen at a sync."))
+
+    class Meta:
+        verbose_name = _("HiDream template")
+        verbose_name_plural = _("HiDream templates")
+        ordering = ["kind", "remote_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["kind", "remote_id"], name="hidream_template_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name()
+
+    def display_name(self, language: str | None = None) -> str:
+        """The name in the given (or active) language, falling back to the other one."""
+        from django.utils.translation import get_language
+
+        language = (language or get_language() or "en").lower()
+        first, second = (
+            (self.name_zh, self.name_en)
+            if language.startswith("zh")
+            else (self.name_en, self.name_zh)
+        )
+        return first or second or self.remote_id

@@ -51,3 +51,11 @@ def download_generated_image(image_id: int) -> str | None:
 def sync_pass() -> str:
     """One pass of the polling fallback and sweep (for periodic schedulers)."""
     return str(services.sync_pass())
+
+
+@task
+def sync_templates_job() -> str:
+    """Refresh the template catalogue from HiDream (the admin's "Sync" action)."""
+    from .services.templates import sync_templates
+
+    return str(sync_templates())

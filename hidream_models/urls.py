@@ -1,6 +1,6 @@
 """The app's URLs. Include them at ``hidream/``:
 
-    path("hidream/", include("hidream_models.urls"))
+path("hidream/", include("hidream_models.urls"))
 """
 
 from django.urls import path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,6 +75,11 @@ class CreationReport:
 
     tasks: list[ModelImageTask] = field(default_factory=list)
     skipped: list[tuple[Model, str]] = field(default_factory=list)
+    batch: uuid.UUID | None = None
+
+    @property
+    def picture_count(self) -> int:
+        return sum(task.image_count for task in self.tasks)
 
 
 def default_image_getter(field_name: str = "image") -> ImageGetter:
@@ -106,7 +112,7 @@ def create_tasks_for_products(
     job after commit, so a run over a thousand products stays a handful of queries.
     """
     image_getter = image_getter or default_image_getter()
-    report = CreationReport()
+    report = CreationReport(batch=uuid.uuid4())
     pending: list[ModelImageTask] = []
     content_types: dict[type, ContentType] = {}
     for product in products:
@@ -121,6 +127,8 @@ def create_tasks_for_products(
             ModelImageTask(
                 content_type=content_types[model],
                 object_id=str(product.pk),
+                product_label=str(product)[:300],
+                batch=report.batch,
                 source_image=name,
                 created_by=user if getattr(user, "is_authenticated", False) else None,
                 **options.as_task_fields(),
@@ -152,6 +160,7 @@ def create_task_for_image(
     if product is not None:
         fields["content_type"] = ContentType.objects.get_for_model(type(product))
         fields["object_id"] = str(product.pk)
+        fields["product_label"] = str(product)[:300]
     with transaction.atomic():
         task = ModelImageTask.objects.create(
             source_image=image_name,
@@ -180,6 +189,7 @@ def copy_for_retry(task: ModelImageTask, user=None) -> ModelImageTask:
         clone = ModelImageTask.objects.create(
             content_type=task.content_type,
             object_id=task.object_id,
+            product_label=task.product_label,
             mode=task.mode,
             prompt=task.prompt,
             human_template_id=task.human_template_id,

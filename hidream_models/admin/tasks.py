@@ -1,0 +1,364 @@
+"""Admin for tasks, pictures, callbacks and templates: what staff watch and act on."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.db.models import Prefetch
+from django.template.response import TemplateResponse
+from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
+
+from ..models import (
+    FINAL_TASK_STATUSES,
+    CallbackEvent,
+    GeneratedImage,
+    HiDreamTemplate,
+    ModelImageTask,
+    TaskStatus,
+)
+from ..services import HiDreamActionRefused, refresh_task, retry_task
+from . import display
+
+GENERATE_PERMISSION = "hidream_models.generate"
+
+
+class ReadOnlyAdminMixin:
+    """Rows written by the app only: viewable, never added or edited by hand."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class CallbackEventInline(ReadOnlyAdminMixin, admin.TabularInline):
+    model = CallbackEvent
+    extra = 0
+    can_delete = False
+    fields = ("received_at", "outcome", "remote_addr", "error", "pretty_body")
+    readonly_fields = fields
+    verbose_name_plural = gettext_lazy("Callbacks received (raw, read-only)")
+
+    @admin.display(description=gettext_lazy("Body"))
+    def pretty_body(self, event):
+        try:
+            text = json.dumps(json.loads(event.body), ensure_ascii=False, indent=2)
+        except ValueError:
+            text = event.body
+        return format_html('<pre class="hidream-raw">{}</pre>', text[:5000])
+
+
+@admin.register(ModelImageTask)
+class ModelImageTaskAdmin(admin.ModelAdmin):
+    """The task list and task page: status, pictures, what was sent, errors, callbacks."""
+
+    change_list_template = "hidream_models/admin/task_change_list.html"
+    list_display = (
+        "product_column",
+        "status_badge",
+        "progress",
+        "thumbnails",
+        "created_by",
+        "created_at",
+    )
+    list_filter = ("status", ("created_at", admin.DateFieldListFilter), "created_by")
+    search_fields = ("=id", "=remote_task_id", "product_label", "object_id")
+    list_select_related = ("created_by",)
+    date_hierarchy = "created_at"
+    list_per_page = 50
+    actions = ("refresh_from_hidream", "retry_failed_tasks", "resend_unconfirmed_tasks")
+    inlines = (CallbackEventInline,)
+    fieldsets = (
+        (None, {"fields": ("product_link", "status_badge", "error_message_plain", "pictures")}),
+        (
+            gettext_lazy("What was sent"),
+            {
+                "fields": (
+                    "mode",
+                    "human_template_id",
+                    "scene_template_id",
+                    "prompt",
+                    "image_count",
+                    "source_image",
+                    "source_url",
+                    "source_mode",
+                    "source_sha256",
+                    "mask",
+                    "retry_of",
+                )
+            },
+        ),
+        (
+            gettext_lazy("HiDream"),
+            {
+                "fields": (
+                    "remote_task_id",
+                    "request_id",
+                    "sub_task_ids",
+                    "error_code",
+                    "attempts",
+                    "created_by",
+                    "created_at",
+                    "submitted_at",
+                    "last_callback_at",
+                    "last_polled_at",
+                    "finished_at",
+                    "batch",
+                )
+            },
+        ),
+    )
+
+    def get_readonly_fields(self, request, obj=None):
+        # Nothing here is for editing: it is a record of what was sent and received.
+        return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_generate_permission(self, request):
+        return request.user.has_perm(GENERATE_PERMISSION)
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related(
+                Prefetch("images", queryset=GeneratedImage.objects.order_by("position"))
+            )
+        )
+
+    # -- columns ----------------------------------------------------------------------
+
+    @admin.display(description=gettext_lazy("Product"), ordering="product_label")
+    def product_column(self, task):
+        return task.product_label or _("(no product)")
+
+    @admin.display(description=gettext_lazy("Product"))
+    def product_link(self, task):
+        product = task.product if task.content_type_id else None
+        if product is None:
+            return task.product_label or _("(no product)")
+        opts = product._meta
+        from django.urls import NoReverseMatch, reverse
+
+        try:
+            url = reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[product.pk])
+        except NoReverseMatch:
+            return str(product)
+        return format_html('<a href="{}">{}</a>', url, product)
+
+    @admin.display(description=gettext_lazy("Status"), ordering="status")
+    def status_badge(self, task):
+        return display.status_badge(task)
+
+    @admin.display(description=gettext_lazy("Pictures"))
+    def progress(self, task):
+        return display.task_progress(task, list(task.images.all()))
+
+    @admin.display(description=gettext_lazy("Thumbnails"))
+    def thumbnails(self, task):
+        return display.thumbnails(list(task.images.all()))
+
+    @admin.display(description=gettext_lazy("Pictures"))
+    def pictures(self, task):
+        return display.large_pictures(list(task.images.all()))
+
+    @admin.display(description=gettext_lazy("Problem"))
+    def error_message_plain(self, task):
+        if not task.error_message:
+            return "–"
+        code = _(" (HiDream code %(code)s)") % {"code": task.error_code} if task.error_code else ""
+        return format_html('<p class="hidream-reason">{}{}</p>', task.error_message, code)
+
+    # -- list auto-refresh ------------------------------------------------------------
+
+    def changelist_view(self, request, extra_context=None):
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None)
+        if context and "cl" in context:
+            running = any(
+                task.status not in FINAL_TASK_STATUSES and task.status != TaskStatus.UNCONFIRMED
+                for task in context["cl"].result_list
+            )
+            context["hidream_refresh_seconds"] = 5 if running else None
+        return response
+
+    # -- actions ------------------------------------------------------------------------
+
+    @admin.action(description=gettext_lazy("Refresh from HiDream"), permissions=["generate"])
+    def refresh_from_hidream(self, request, queryset):
+        done, refused = 0, []
+        for task in queryset:
+            try:
+                refresh_task(task)
+                done += 1
+            except HiDreamActionRefused as exc:
+                refused.append(f"{task.product_label}: {exc}")
+        if done:
+            self.message_user(
+                request,
+                ngettext(
+                    "Asked HiDream about %(n)s task.", "Asked HiDream about %(n)s tasks.", done
+                )
+                % {"n": done},
+                messages.SUCCESS,
+            )
+        for text in refused[:10]:
+            self.message_user(request, text, messages.WARNING)
+
+    @admin.action(description=gettext_lazy("Retry failed tasks"), permissions=["generate"])
+    def retry_failed_tasks(self, request, queryset):
+        retried, unconfirmed, refused = 0, 0, 0
+        for task in queryset:
+            if task.status == TaskStatus.UNCONFIRMED:
+                unconfirmed += 1
+                continue
+            try:
+                retry_task(task, user=request.user)
+                retried += 1
+            except HiDreamActionRefused:
+                refused += 1
+        if retried:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(n)s task sent again as a new task.",
+                    "%(n)s tasks sent again as new tasks.",
+                    retried,
+                )
+                % {"n": retried},
+                messages.SUCCESS,
+            )
+        if unconfirmed:
+            self.message_user(
+                request,
+                _(
+                    "%(n)s unconfirmed tasks were not resent: HiDream may already be generating "
+                    "them. Use “Resend unconfirmed tasks” to send them again knowingly."
+                )
+                % {"n": unconfirmed},
+                messages.WARNING,
+            )
+        if refused:
+            self.message_user(
+                request,
+                _("%(n)s tasks were skipped: only failed or partly failed tasks are retried.")
+                % {"n": refused},
+                messages.WARNING,
+            )
+
+    @admin.action(
+        description=gettext_lazy("Resend unconfirmed tasks (may bill twice)"),
+        permissions=["generate"],
+    )
+    def resend_unconfirmed_tasks(self, request, queryset):
+        tasks = [task for task in queryset if task.status == TaskStatus.UNCONFIRMED]
+        if not tasks:
+            self.message_user(
+                request, _("None of the selected tasks is unconfirmed."), messages.WARNING
+            )
+            return None
+        if request.POST.get("confirm_resend") == "yes":
+            for task in tasks:
+                retry_task(task, user=request.user, resend_unconfirmed=True)
+            self.message_user(
+                request,
+                ngettext(
+                    "%(n)s unconfirmed task sent again.",
+                    "%(n)s unconfirmed tasks sent again.",
+                    len(tasks),
+                )
+                % {"n": len(tasks)},
+                messages.SUCCESS,
+            )
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Resend unconfirmed tasks?"),
+            "opts": self.opts,
+            "tasks": tasks,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(request, "hidream_models/admin/resend_unconfirmed.html", context)
+
+
+@admin.register(GeneratedImage)
+class GeneratedImageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Every generated picture, filterable by status and review state."""
+
+    list_display = (
+        "__str__",
+        "status_badge",
+        "review_state",
+        "thumbnail",
+        "width",
+        "height",
+        "stored_at",
+    )
+    list_filter = ("status", "review_state")
+    search_fields = ("=sub_task_id", "task__product_label")
+    list_select_related = ("task",)
+
+    @admin.display(description=gettext_lazy("Status"), ordering="status")
+    def status_badge(self, image):
+        return display.status_badge(image)
+
+    @admin.display(description=gettext_lazy("Picture"))
+    def thumbnail(self, image):
+        return display.thumbnails([image])
+
+
+@admin.register(CallbackEvent)
+class CallbackEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The callback log, read-only."""
+
+    list_display = ("received_at", "task", "outcome", "remote_addr")
+    list_filter = ("outcome",)
+    search_fields = ("=task__id", "=task__remote_task_id")
+    list_select_related = ("task",)
+    readonly_fields = ("task", "received_at", "remote_addr", "headers", "body", "outcome", "error")
+
+
+@admin.register(HiDreamTemplate)
+class HiDreamTemplateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """The template catalogue synced from HiDream."""
+
+    list_display = (
+        "preview_thumb",
+        "remote_id",
+        "kind",
+        "name_en",
+        "name_zh",
+        "gender",
+        "scenes_type",
+        "is_active",
+        "synced_at",
+    )
+    list_filter = ("kind", "is_active", "gender", "scenes_type")
+    search_fields = ("remote_id", "name_en", "name_zh")
+    actions = ("sync_from_hidream",)
+
+    @admin.display(description=gettext_lazy("Preview"))
+    def preview_thumb(self, template):
+        if not template.preview:
+            return "–"
+        return format_html(
+            '<img src="{}" alt="" width="36" height="48" class="hidream-thumb">',
+            template.preview.url,
+        )
+
+    @admin.action(description=gettext_lazy("Sync templates from HiDream"), permissions=["generate"])
+    def sync_from_hidream(self, request, queryset):
+        from ..tasks import sync_templates_job
+
+        sync_templates_job.enqueue()
+        self.message_user(request, _("Template sync started in the background."), messages.SUCCESS)
+
+    def has_generate_permission(self, request):
+        return request.user.has_perm(GENERATE_PERMISSION)
