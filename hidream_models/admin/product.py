@@ -49,6 +49,9 @@ class HiDreamTaskInline(GenericTabularInline):
     verbose_name_plural = gettext_lazy("HiDream model images")
     ordering = ("-created_at",)
 
+    class Media:
+        css = {"all": ("hidream_models/admin.css",)}
+
     def has_add_permission(self, request, obj=None):
         return False
 
@@ -96,9 +99,14 @@ class HiDreamProductAdminMixin:
 
     # -- admin hooks --------------------------------------------------------------------
 
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        if self.has_hidream_generate_permission(request):
+    def get_actions(self, request, action_location=None):
+        # Django 6.1 passes where the actions are shown (list or change form); 6.0 does not.
+        if action_location is None:
+            actions = super().get_actions(request)
+        else:
+            actions = super().get_actions(request, action_location=action_location)
+        on_list = action_location is None or getattr(action_location, "name", "") == "CHANGE_LIST"
+        if on_list and self.has_hidream_generate_permission(request):
             actions["generate_model_images"] = (
                 HiDreamProductAdminMixin.generate_model_images,
                 "generate_model_images",

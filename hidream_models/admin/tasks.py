@@ -24,6 +24,7 @@ from ..services import HiDreamActionRefused, refresh_task, retry_task
 from . import display
 
 GENERATE_PERMISSION = "hidream_models.generate"
+ADMIN_CSS = {"all": ("hidream_models/admin.css",)}
 
 
 class ReadOnlyAdminMixin:
@@ -96,6 +97,7 @@ class ModelImageTaskAdmin(admin.ModelAdmin):
         (
             gettext_lazy("HiDream"),
             {
+                "classes": ("collapse",),
                 "fields": (
                     "remote_task_id",
                     "request_id",
@@ -118,11 +120,24 @@ class ModelImageTaskAdmin(admin.ModelAdmin):
         # Nothing here is for editing: it is a record of what was sent and received.
         return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
 
+    class Media:
+        css = ADMIN_CSS
+
     def has_add_permission(self, request):
         return False
 
     def has_generate_permission(self, request):
         return request.user.has_perm(GENERATE_PERMISSION)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # Every field is read-only: offer no save buttons that would do nothing.
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_queryset(self, request):
         return (
@@ -305,6 +320,9 @@ class GeneratedImageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("=sub_task_id", "task__product_label")
     list_select_related = ("task",)
 
+    class Media:
+        css = ADMIN_CSS
+
     @admin.display(description=gettext_lazy("Status"), ordering="status")
     def status_badge(self, image):
         return display.status_badge(image)
@@ -343,6 +361,9 @@ class HiDreamTemplateAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_filter = ("kind", "is_active", "gender", "scenes_type")
     search_fields = ("remote_id", "name_en", "name_zh")
     actions = ("sync_from_hidream",)
+
+    class Media:
+        css = ADMIN_CSS
 
     @admin.display(description=gettext_lazy("Preview"))
     def preview_thumb(self, template):
