@@ -7,6 +7,8 @@ from pathlib import Path
 
 import environ
 
+from hidream_models.conf import SETTINGS as _HIDREAM_SPECS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -91,18 +93,15 @@ MEDIA_ROOT = env.path("MEDIA_ROOT", default=VAR_DIR / "media")
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 # --- hidream_models ---------------------------------------------------------------------------
-HIDREAM_API_TOKEN = env.str("HIDREAM_API_TOKEN", default="")
-HIDREAM_BASE_URL = env.str("HIDREAM_BASE_URL", default="https://hidreamai.com")
-HIDREAM_CALLBACK_BASE_URL = env.str("HIDREAM_CALLBACK_BASE_URL", default="")
-HIDREAM_SOURCE_IMAGE_MODE = env.str("HIDREAM_SOURCE_IMAGE_MODE", default="base64")
-HIDREAM_POLL_INTERVAL = env.float("HIDREAM_POLL_INTERVAL", default=30.0)
-HIDREAM_CALLBACK_GRACE = env.float("HIDREAM_CALLBACK_GRACE", default=60.0)
-HIDREAM_TASK_DEADLINE = env.float("HIDREAM_TASK_DEADLINE", default=3600.0)
-HIDREAM_MAX_ATTEMPTS = env.int("HIDREAM_MAX_ATTEMPTS", default=5)
-HIDREAM_MAX_DOWNLOAD_BYTES = env.int("HIDREAM_MAX_DOWNLOAD_BYTES", default=30 * 1024 * 1024)
-HIDREAM_ALLOWED_RESULT_HOSTS = env.list(
-    "HIDREAM_ALLOWED_RESULT_HOSTS", default=["hidreamai.com", ".hidreamai.com"]
-)
+# Every HIDREAM_* setting the app knows can come from the environment (or .env) by its name;
+# unset ones keep the app's defaults (hidream_models/conf.py).
+_HIDREAM_READERS = {str: env.str, int: env.int, float: env.float, list: env.list, dict: env.json}
+for _name, _spec in _HIDREAM_SPECS.items():
+    _key = f"HIDREAM_{_name}"
+    if _key in env.ENVIRON:
+        _kinds = _spec.kind if isinstance(_spec.kind, tuple) else (_spec.kind,)
+        globals()[_key] = _HIDREAM_READERS[_kinds[0]](_key)
+HIDREAM_PRODUCT_MODELS = env.json("HIDREAM_PRODUCT_MODELS", default={"catalog.product": "image"})
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
