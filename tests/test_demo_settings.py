@@ -38,7 +38,8 @@ def test_every_hidream_setting_comes_from_the_environment(tmp_path):
         "import json, django; django.setup(); from django.conf import settings as s;"
         "from hidream_models.conf import SETTINGS;"
         "print(json.dumps({n: getattr(s, 'HIDREAM_' + n) for n in SETTINGS} | "
-        "{'DEBUG': s.DEBUG, 'SECRET_KEY': s.SECRET_KEY, 'DB': str(s.DATABASES['default']['NAME'])}))"
+        "{'DEBUG': s.DEBUG, 'SECRET_KEY': s.SECRET_KEY,"
+        " 'DB': str(s.DATABASES['default']['NAME'])}))"
     )
     out = subprocess.run(
         [sys.executable, "-c", script],
