@@ -104,6 +104,18 @@ SETTINGS: dict[str, Setting] = {
         256 * 1024, int, "Largest callback body accepted; larger ones get HTTP 413.", 1024
     ),
     "STORAGE_PREFIX": Setting("hidream", str, "Folder in default storage for result files."),
+    "PRODUCT_MODELS": Setting(
+        {},
+        dict,
+        "Models the REST API may name as products, with their image field, e.g. "
+        "{'catalog.product': 'image'}. Others are refused.",
+    ),
+    "API_CREATE_RATE": Setting(
+        "60/min",
+        (str, type(None)),
+        "Throttle of the API's create, bulk and retry endpoints per user (DRF rate like "
+        "'60/min'); empty for none.",
+    ),
 }
 
 
@@ -131,7 +143,7 @@ class HiDreamSettings:
         spec = SETTINGS[name]
         full = PREFIX + name
         value = getattr(settings, full, spec.default)
-        if value is None:
+        if value is None and not (isinstance(spec.kind, tuple) and type(None) in spec.kind):
             value = spec.default
         if isinstance(value, bool) or not isinstance(value, spec.kind):
             kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
@@ -156,6 +168,23 @@ class HiDreamSettings:
             value = value.rstrip("/")
         if name == "ALLOWED_RESULT_HOSTS":
             value = tuple(str(host).lower() for host in value)
+        if name == "PRODUCT_MODELS":
+            for label, field_name in value.items():
+                if not isinstance(label, str) or label.count(".") != 1 or not field_name:
+                    raise ImproperlyConfigured(
+                        f"{full} maps 'app_label.model' to an image field name, e.g. "
+                        f"{{'catalog.product': 'image'}}; got {label!r}: {field_name!r}."
+                    )
+            value = {label.lower(): field_name for label, field_name in value.items()}
+        if name == "API_CREATE_RATE" and value:
+            from rest_framework.throttling import SimpleRateThrottle
+
+            try:
+                SimpleRateThrottle.parse_rate(None, value)
+            except (ValueError, KeyError, IndexError):
+                raise ImproperlyConfigured(
+                    f"{full} must be a rate like '60/min' or '1000/day'; got {value!r}."
+                ) from None
         return value
 
     def require_token(self) -> str:

@@ -155,6 +155,12 @@ class ModelImageTask(models.Model):
         related_name="hidream_tasks",
         help_text=_("Who started the task."),
     )
+    idempotency_key = models.CharField(
+        max_length=255,
+        blank=True,
+        default="",
+        help_text=_("The API client's Idempotency-Key, so a retried create returns this task."),
+    )
     retry_of = models.ForeignKey(
         "self",
         on_delete=models.SET_NULL,
@@ -186,6 +192,13 @@ class ModelImageTask(models.Model):
         verbose_name_plural = _("model image tasks")
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["content_type", "object_id"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["created_by", "idempotency_key"],
+                condition=~models.Q(idempotency_key=""),
+                name="hidream_task_unique_idempotency_key",
+            )
+        ]
         permissions = [
             ("generate", _("Can generate model images with HiDream")),
             ("review", _("Can review generated model images")),

@@ -1,4 +1,4 @@
-"""URLs of the demo shop: the admin, the app's callback, and media while DEBUG."""
+"""URLs of the demo shop: the admin, the app's callback and REST API, media while DEBUG."""
 
 from django.conf import settings
 from django.conf.urls.static import static
@@ -8,6 +8,7 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("hidream/", include("hidream_models.urls")),
+    path("api/hidream/", include("hidream_models.api.urls")),
 ]
 if settings.DEBUG:
     urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

@@ -21,6 +21,8 @@ def _shown(default):
         return "(empty)"
     if isinstance(default, list | tuple):
         return f"`{', '.join(default)}`"
+    if isinstance(default, dict):
+        return f"`{default}`"
     return f"`{default}`"
 
 

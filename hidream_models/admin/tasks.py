@@ -111,7 +111,7 @@ class ModelImageTaskAdmin(admin.ModelAdmin):
                     "last_polled_at",
                     "finished_at",
                     "batch",
-                )
+                ),
             },
         ),
     )

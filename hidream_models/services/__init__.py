@@ -4,7 +4,9 @@
 - ``submission``: submit a queued task exactly once (``submit_task``);
 - ``results``: ``apply_result`` for callbacks and polls, and ``download_result``;
 - ``polling``: ``sync_task`` and the ``sync_pass`` sweep behind ``hidream_sync``;
-- ``actions``: refresh and retry, for staff.
+- ``actions``: refresh and retry, for staff;
+- ``review``: approve or reject a picture;
+- ``templates``: sync HiDream's template catalogue.
 """
 
 from .actions import HiDreamActionRefused, refresh_task, retry_task
@@ -14,9 +16,11 @@ from .creation import (
     create_task_for_image,
     create_tasks_for_products,
     enqueue_submissions,
+    store_upload,
 )
 from .polling import SyncReport, sync_pass, sync_task
 from .results import ApplyOutcome, apply_result, download_result
+from .review import review_image
 from .submission import callback_url, submit_task
 
 __all__ = [
@@ -33,6 +37,8 @@ __all__ = [
     "enqueue_submissions",
     "refresh_task",
     "retry_task",
+    "review_image",
+    "store_upload",
     "submit_task",
     "sync_pass",
     "sync_task",

@@ -105,6 +105,7 @@ def create_tasks_for_products(
     user=None,
     image_getter: ImageGetter | None = None,
     mask=None,
+    idempotency_key: str = "",
 ) -> CreationReport:
     """Create one queued task per product that has an image, and enqueue their submission.
 
@@ -131,9 +132,12 @@ def create_tasks_for_products(
                 batch=report.batch,
                 source_image=name,
                 created_by=user if getattr(user, "is_authenticated", False) else None,
+                idempotency_key=idempotency_key,
                 **options.as_task_fields(),
             )
         )
+    if idempotency_key and len(pending) > 1:
+        raise ValueError("an idempotency key names one task; give it for one product only")
     with transaction.atomic():
         if mask is not None and pending:
             # One uploaded mask is only offered for a single product (see the admin form).
@@ -152,6 +156,7 @@ def create_task_for_image(
     product: Model | None = None,
     user=None,
     mask_name: str = "",
+    idempotency_key: str = "",
 ) -> ModelImageTask:
     """Create one task for an image already in storage (``image_name``) or at a URL."""
     if bool(image_name) == bool(image_url):
@@ -167,6 +172,7 @@ def create_task_for_image(
             source_url=image_url,
             mask=mask_name,
             created_by=user if getattr(user, "is_authenticated", False) else None,
+            idempotency_key=idempotency_key,
             **fields,
             **options.as_task_fields(),
         )
@@ -205,3 +211,20 @@ def copy_for_retry(task: ModelImageTask, user=None) -> ModelImageTask:
         )
         enqueue_submissions([clone.pk])
     return clone
+
+
+def store_upload(data, folder: str = "sources") -> str:
+    """Save an uploaded image (a file or bytes) under ``<prefix>/<folder>/`` in default
+    storage and return its storage name. The caller has verified it is an image."""
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    from ..conf import hidream_settings
+
+    content = data if hasattr(data, "read") else ContentFile(data)
+    original = getattr(data, "name", "") or ""
+    extension = original.rsplit(".", 1)[-1].lower() if "." in original else "img"
+    if not extension.isalnum() or len(extension) > 5:
+        extension = "img"
+    name = f"{hidream_settings.STORAGE_PREFIX}/{folder}/{uuid.uuid4().hex}.{extension}"
+    return default_storage.save(name, content)

@@ -1,0 +1,1 @@
+"""The REST API (DRF) under ``/api/hidream/``: include ``hidream_models.api.urls`` there."""

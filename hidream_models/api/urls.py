@@ -1,0 +1,25 @@
+"""URLs of the REST API; include them at ``api/hidream/``::
+
+path("api/hidream/", include("hidream_models.api.urls"))
+"""
+
+from django.urls import path
+from rest_framework.routers import DefaultRouter
+
+from .docs import HiDreamSchemaView, HiDreamSwaggerView
+from .views import GeneratedImageViewSet, TaskViewSet, TemplateViewSet
+
+app_name = "hidream_api"
+
+router = DefaultRouter()
+router.register("tasks", TaskViewSet, basename="task")
+router.register("images", GeneratedImageViewSet, basename="image")
+router.register("templates", TemplateViewSet, basename="template")
+
+api_patterns = router.urls
+
+urlpatterns = [
+    *api_patterns,
+    path("schema/", HiDreamSchemaView.as_view(), name="schema"),
+    path("docs/", HiDreamSwaggerView.as_view(), name="docs"),
+]

@@ -1,0 +1,367 @@
+"""API views: thin DRF viewsets over the services (no HiDream call happens in a request)."""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from django.db.models import Prefetch
+from django.utils.translation import gettext as _
+from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.filters import OrderingFilter
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from .. import services
+from ..models import GeneratedImage, HiDreamTemplate, ModelImageTask, ReviewState
+from ..services import GenerationOptions, HiDreamActionRefused
+from .filters import ImageFilter, TaskFilter, TemplateFilter
+from .permissions import GENERATE, REVIEW, HiDreamPermission
+from .references import product_image, resolve_products
+from .serializers import (
+    BulkCreateSerializer,
+    BulkResultSerializer,
+    GeneratedImageSerializer,
+    ReviewSerializer,
+    TaskCreateSerializer,
+    TaskRetrySerializer,
+    TaskSerializer,
+    TemplateSerializer,
+)
+from .throttling import HiDreamCreateThrottle
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    str,
+    OpenApiParameter.HEADER,
+    description="Any unique string (≤ 255 chars); a retried create with the same key returns "
+    "the first task instead of making a second one.",
+)
+REFUSED = OpenApiResponse(description="The action does not apply to this object (detail says why).")
+
+
+class HiDreamPagination(PageNumberPagination):
+    """Pages of 50 by default; ``page_size`` up to 200."""
+
+    page_size = 50
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class HiDreamViewSetMixin:
+    """What every API view shares: permissions, pagination, the OpenAPI schema class."""
+
+    permission_classes = [HiDreamPermission]
+    pagination_class = HiDreamPagination
+    schema = AutoSchema()
+    required_permissions: dict[str, str] = {}
+    throttled_actions: frozenset[str] = frozenset()
+
+    def get_throttles(self):
+        if self.action in self.throttled_actions:
+            return [HiDreamCreateThrottle()]
+        return []
+
+
+def _refused(exc: HiDreamActionRefused) -> Response:
+    return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+
+
+def _options(data) -> GenerationOptions:
+    request = {"image_count": data["image_count"]}
+    if data.get("template"):
+        request["template"] = dict(data["template"])
+    else:
+        request["prompt"] = data["prompt"]
+    return GenerationOptions.validated(request)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List model-image tasks"),
+    retrieve=extend_schema(summary="A task with its pictures"),
+)
+class TaskViewSet(
+    HiDreamViewSetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Model-image tasks: create them for products or images, watch, refresh and retry."""
+
+    serializer_class = TaskSerializer
+    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filterset_class = TaskFilter
+    ordering_fields = ["created_at", "finished_at", "status"]
+    ordering = ["-created_at"]
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    required_permissions = {
+        "create": GENERATE,
+        "bulk": GENERATE,
+        "retry": GENERATE,
+        "refresh": GENERATE,
+    }
+    throttled_actions = frozenset({"create", "bulk", "retry"})
+
+    def get_queryset(self):
+        return ModelImageTask.objects.select_related("created_by").prefetch_related(
+            Prefetch("images", queryset=GeneratedImage.objects.order_by("position"))
+        )
+
+    @extend_schema(
+        summary="Create a task",
+        request={
+            "application/json": TaskCreateSerializer,
+            "multipart/form-data": TaskCreateSerializer,
+        },
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={201: TaskSerializer},
+    )
+    def create(self, request, *args, **kwargs):
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if len(key) > 255:
+            return Response(
+                {"Idempotency-Key": [_("At most 255 characters.")]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        if key:
+            existing = self._task_for_key(request.user, key)
+            if existing is not None:
+                return self._created(existing, replayed=True)
+        serializer = TaskCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        options = _options(data)
+        mask_name = ""
+        if data.get("mask"):
+            kind, value = data["mask"]
+            if kind == "url":
+                return Response(
+                    {"mask": [_("Send the mask as a file upload or base64, not as a URL.")]},
+                    status=status.HTTP_400_BAD_REQUEST,
+                )
+            mask_name = services.store_upload(value, folder="masks")
+        try:
+            task = self._create_one(request, data, options, key, mask_name)
+        except IntegrityError:
+            # Two requests with the same key raced: the other one won; answer with its task.
+            existing = self._task_for_key(request.user, key) if key else None
+            if existing is None:
+                raise
+            return self._created(existing, replayed=True)
+        if isinstance(task, Response):
+            return task
+        return self._created(task)
+
+    def _create_one(self, request, data, options, key, mask_name):
+        if data.get("product"):
+            found, errors = resolve_products([data["product"]])
+            if errors:
+                return Response({"product": errors[0]}, status=status.HTTP_400_BAD_REQUEST)
+            product = found[0]
+            image = product_image(product)
+            if not image:
+                return Response(
+                    {"product": [_("This product has no image to send.")]},
+                    status=status.HTTP_400_BAD_REQUEST,
+                )
+            with transaction.atomic():
+                return services.create_task_for_image(
+                    options,
+                    image_name=getattr(image, "name", image),
+                    product=product,
+                    user=request.user,
+                    mask_name=mask_name,
+                    idempotency_key=key,
+                )
+        kind, value = data["image"]
+        with transaction.atomic():
+            if kind == "url":
+                return services.create_task_for_image(
+                    options,
+                    image_url=value,
+                    user=request.user,
+                    mask_name=mask_name,
+                    idempotency_key=key,
+                )
+            return services.create_task_for_image(
+                options,
+                image_name=services.store_upload(value),
+                user=request.user,
+                mask_name=mask_name,
+                idempotency_key=key,
+            )
+
+    @staticmethod
+    def _task_for_key(user, key):
+        return ModelImageTask.objects.filter(created_by=user, idempotency_key=key).first()
+
+    def _created(self, task, *, replayed=False):
+        task = self.get_queryset().get(pk=task.pk)
+        headers = {"Location": self.reverse_action("detail", args=[task.pk])}
+        if replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(
+            TaskSerializer(task, context=self.get_serializer_context()).data,
+            status=status.HTTP_201_CREATED,
+            headers=headers,
+        )
+
+    @extend_schema(
+        summary="Create tasks for many products (all or nothing)",
+        request=BulkCreateSerializer,
+        responses={201: BulkResultSerializer},
+    )
+    @action(detail=False, methods=["post"])
+    def bulk(self, request):
+        serializer = BulkCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        found, errors = resolve_products(data["products"])
+        for index, product in found.items():
+            if not product_image(product):
+                errors.setdefault(index, []).append(_("This product has no image to send."))
+        duplicates = _duplicate_indexes(data["products"])
+        for index in duplicates:
+            errors.setdefault(index, []).append(_("This product is listed twice."))
+        if errors:
+            return Response(
+                {"products": {str(index): messages for index, messages in sorted(errors.items())}},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        products = [found[index] for index in range(len(data["products"]))]
+        report = services.create_tasks_for_products(
+            products, _options(data), user=request.user, image_getter=product_image
+        )
+        body = {
+            "batch": report.batch,
+            "ids": [task.pk for task in report.tasks],
+            "pictures": report.picture_count,
+            "skipped": {},
+        }
+        return Response(BulkResultSerializer(body).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        summary="Ask HiDream for this task's result now (in the background)",
+        request=None,
+        responses={202: OpenApiResponse(description="A poll was queued."), 409: REFUSED},
+    )
+    @action(detail=True, methods=["post"])
+    def refresh(self, request, pk=None):
+        try:
+            services.refresh_task(self.get_object())
+        except HiDreamActionRefused as exc:
+            return _refused(exc)
+        return Response(
+            {"detail": _("A poll of HiDream was queued.")}, status=status.HTTP_202_ACCEPTED
+        )
+
+    @extend_schema(
+        summary="Submit a failed task again, as a new task",
+        request=TaskRetrySerializer,
+        responses={201: TaskSerializer, 409: REFUSED},
+    )
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        serializer = TaskRetrySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            task = services.retry_task(
+                self.get_object(),
+                user=request.user,
+                resend_unconfirmed=serializer.validated_data["resend_unconfirmed"],
+            )
+        except HiDreamActionRefused as exc:
+            return _refused(exc)
+        return self._created(task)
+
+
+def _duplicate_indexes(references: list[str]) -> list[int]:
+    seen: dict[str, int] = {}
+    duplicates = []
+    for index, reference in enumerate(references):
+        normal = reference.strip().lower()
+        if normal in seen:
+            duplicates.append(index)
+        seen.setdefault(normal, index)
+    return duplicates
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List generated pictures"),
+    retrieve=extend_schema(summary="A generated picture"),
+)
+class GeneratedImageViewSet(
+    HiDreamViewSetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Generated pictures: list, filter, and review (approve or reject)."""
+
+    serializer_class = GeneratedImageSerializer
+    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filterset_class = ImageFilter
+    ordering_fields = ["stored_at", "reviewed_at", "position"]
+    ordering = ["task", "position"]
+    required_permissions = {"approve": REVIEW, "reject": REVIEW}
+
+    def get_queryset(self):
+        return GeneratedImage.objects.select_related("reviewed_by")
+
+    def _review(self, request, state):
+        ReviewSerializer(data=request.data).is_valid(raise_exception=True)
+        try:
+            image = services.review_image(self.get_object(), user=request.user, state=state)
+        except HiDreamActionRefused as exc:
+            return _refused(exc)
+        image = self.get_queryset().get(pk=image.pk)
+        return Response(self.get_serializer(image).data)
+
+    @extend_schema(
+        summary="Approve a picture",
+        request=ReviewSerializer,
+        responses={200: GeneratedImageSerializer, 409: REFUSED},
+    )
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        return self._review(request, ReviewState.APPROVED)
+
+    @extend_schema(
+        summary="Reject a picture",
+        request=ReviewSerializer,
+        responses={200: GeneratedImageSerializer, 409: REFUSED},
+    )
+    @action(detail=True, methods=["post"])
+    def reject(self, request, pk=None):
+        return self._review(request, ReviewState.REJECTED)
+
+
+@extend_schema_view(
+    list=extend_schema(summary="The local template catalogue"),
+    retrieve=extend_schema(summary="A template"),
+)
+class TemplateViewSet(
+    HiDreamViewSetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """HiDream's human and scene templates, as last synced (``hidream_sync_templates``)."""
+
+    serializer_class = TemplateSerializer
+    filter_backends = [DjangoFilterBackend, OrderingFilter]
+    filterset_class = TemplateFilter
+    ordering_fields = ["remote_id", "name_en"]
+    ordering = ["kind", "remote_id"]
+
+    def get_queryset(self):
+        return HiDreamTemplate.objects.all()
