@@ -214,7 +214,6 @@ class BulkResultSerializer(serializers.Serializer):
     batch = serializers.UUIDField()
     ids = serializers.ListField(child=serializers.UUIDField())
     pictures = serializers.IntegerField()
-    skipped = serializers.DictField(child=serializers.CharField())
 
 
 class TemplateSerializer(serializers.ModelSerializer):

@@ -245,7 +245,6 @@ class TaskViewSet(
             "batch": report.batch,
             "ids": [task.pk for task in report.tasks],
             "pictures": report.picture_count,
-            "skipped": {},
         }
         return Response(BulkResultSerializer(body).data, status=status.HTTP_201_CREATED)
 
