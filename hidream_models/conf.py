@@ -110,6 +110,19 @@ SETTINGS: dict[str, Setting] = {
         "Models the REST API may name as products, with their image field, e.g. "
         "{'catalog.product': 'image'}. Others are refused.",
     ),
+    "PUBLISHER": Setting(
+        "",
+        str,
+        "Dotted path of the shop's publisher class (a HiDreamPublisher subclass) that puts "
+        "approved pictures on products. Empty: pictures can be approved but not published.",
+    ),
+    "CREDITS_PER_IMAGE": Setting(
+        None,
+        (int, float, type(None)),
+        "HiDream credits one picture costs on your plan; when set, pages and the API show a "
+        "credit estimate next to picture counts.",
+        0,
+    ),
     "API_CREATE_RATE": Setting(
         "60/min",
         (str, type(None)),
@@ -152,7 +165,7 @@ class HiDreamSettings:
             raise ImproperlyConfigured(
                 f"{full} must be a {wanted}, got {type(value).__name__} {shown}."
             )
-        if spec.minimum is not None and value < spec.minimum:
+        if spec.minimum is not None and value is not None and value < spec.minimum:
             raise ImproperlyConfigured(f"{full} must be at least {spec.minimum}, got {value!r}.")
         if spec.choices is not None and value not in spec.choices:
             raise ImproperlyConfigured(
@@ -176,6 +189,16 @@ class HiDreamSettings:
                         f"{{'catalog.product': 'image'}}; got {label!r}: {field_name!r}."
                     )
             value = {label.lower(): field_name for label, field_name in value.items()}
+        if name == "PUBLISHER" and value:
+            from django.utils.module_loading import import_string
+
+            try:
+                import_string(value)
+            except ImportError as exc:
+                raise ImproperlyConfigured(
+                    f"{full} = {value!r} cannot be imported: {exc}. Give the dotted path of a "
+                    "HiDreamPublisher subclass, e.g. 'shop.publishing.GalleryPublisher'."
+                ) from None
         if name == "API_CREATE_RATE" and value:
             from rest_framework.throttling import SimpleRateThrottle
 

@@ -155,6 +155,14 @@ class ModelImageTask(models.Model):
         related_name="hidream_tasks",
         help_text=_("Who started the task."),
     )
+    preset = models.ForeignKey(
+        "HiDreamPreset",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="tasks",
+        help_text=_("The preset the options came from; the options themselves are kept here."),
+    )
     idempotency_key = models.CharField(
         max_length=255,
         blank=True,
@@ -245,6 +253,13 @@ class ReviewState(models.TextChoices):
     REJECTED = "rejected", _("Rejected")
 
 
+class PublishTarget(models.TextChoices):
+    """Where an approved picture can be published on the product."""
+
+    GALLERY = "gallery", _("Product gallery")
+    MAIN = "main", _("Main product image")
+
+
 class GeneratedImage(models.Model):
     """One generated picture: a HiDream sub-task and, once copied, the file in our storage."""
 
@@ -308,6 +323,22 @@ class GeneratedImage(models.Model):
         help_text=_("Who reviewed the picture."),
     )
     reviewed_at = models.DateTimeField(null=True, blank=True, help_text=_("When it was reviewed."))
+    published_as = models.CharField(
+        max_length=16,
+        choices=[("", _("Not published")), *PublishTarget.choices],
+        blank=True,
+        default="",
+        db_index=True,
+        help_text=_("Where the shop shows this picture: the product gallery, or as main image."),
+    )
+    published_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When it was published.")
+    )
+    publish_state = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text=_("What the publisher needs to undo the publication exactly."),
+    )
     created_at = models.DateTimeField(auto_now_add=True, help_text=_("Created."))
     updated_at = models.DateTimeField(auto_now=True, help_text=_("Last changed."))
     stored_at = models.DateTimeField(
@@ -442,3 +473,82 @@ class HiDreamTemplate(models.Model):
             else (self.name_en, self.name_zh)
         )
         return first or second or self.remote_id
+
+
+class HiDreamPreset(models.Model):
+    """Named, reusable generation settings, so a brand keeps the same model and scene."""
+
+    name = models.CharField(max_length=100, unique=True, help_text=_("Shown in pickers."))
+    description = models.CharField(
+        max_length=300, blank=True, help_text=_("What this look is for, for colleagues.")
+    )
+    mode = models.CharField(
+        max_length=16,
+        choices=GenerationMode.choices,
+        default=GenerationMode.TEMPLATE,
+        help_text=_("Generate from a template pair or from a prompt."),
+    )
+    human_template = models.ForeignKey(
+        HiDreamTemplate,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        limit_choices_to={"kind": TemplateKind.HUMAN},
+        help_text=_("The model (template mode)."),
+    )
+    scene_template = models.ForeignKey(
+        HiDreamTemplate,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        limit_choices_to={"kind": TemplateKind.SCENE},
+        help_text=_("The scene (template mode)."),
+    )
+    prompt = models.TextField(blank=True, help_text=_("The prompt (prompt mode), ≤ 500 chars."))
+    image_count = models.PositiveSmallIntegerField(
+        default=2, help_text=_("Pictures per product (1–4).")
+    )
+    is_active = models.BooleanField(default=True, help_text=_("Offered in pickers."))
+    created_at = models.DateTimeField(auto_now_add=True, help_text=_("Created."))
+    updated_at = models.DateTimeField(auto_now=True, help_text=_("Last changed."))
+
+    class Meta:
+        verbose_name = _("generation preset")
+        verbose_name_plural = _("generation presets")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def as_request(self) -> dict:
+        """The options in request shape, for ``GenerationOptions.validated``."""
+        data: dict = {"image_count": self.image_count}
+        if self.mode == GenerationMode.TEMPLATE:
+            data["template"] = {
+                "human_template_id": self.human_template.remote_id if self.human_template else "",
+                "scene_template_id": self.scene_template.remote_id if self.scene_template else "",
+            }
+        else:
+            data["prompt"] = self.prompt
+        return data
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        from .exceptions import HiDreamValidationError
+        from .services import GenerationOptions
+
+        try:
+            GenerationOptions.validated(self.as_request())
+        except HiDreamValidationError as exc:
+            fields = {
+                "template.human_template_id": "human_template",
+                "template.scene_template_id": "scene_template",
+                "prompt": "prompt",
+                "image_count": "image_count",
+            }
+            raise ValidationError(
+                {fields.get(key, "__all__"): messages for key, messages in exc.errors.items()}
+            ) from None

@@ -8,6 +8,9 @@ task that sent it.
 ``task_finished(task)``   a task reached ``succeeded``, ``partial`` or ``failed``.
 ``image_ready(image)``    a generated picture is stored in the shop's storage.
 ``image_approved(image, user)`` / ``image_rejected(image, user)``  a person reviewed a picture.
+``image_published(image, target, user)``  the publisher put a picture on its product
+                                          (target "gallery" or "main").
+``image_unpublished(image, user)``        the publisher took it off again.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ task_finished = Signal()
 image_ready = Signal()
 image_approved = Signal()
 image_rejected = Signal()
+image_published = Signal()
+image_unpublished = Signal()
 
 
 def send_after_commit(signal: Signal, sender: type, **kwargs) -> None:

@@ -113,8 +113,12 @@ for _name, _spec in _HIDREAM_SPECS.items():
     _key = f"HIDREAM_{_name}"
     if _key in env.ENVIRON:
         _kinds = _spec.kind if isinstance(_spec.kind, tuple) else (_spec.kind,)
-        globals()[_key] = _HIDREAM_READERS[_kinds[0]](_key)
+        _type = float if float in _kinds else _kinds[0]
+        globals()[_key] = _HIDREAM_READERS[_type](_key)
 HIDREAM_PRODUCT_MODELS = env.json("HIDREAM_PRODUCT_MODELS", default={"catalog.product": "image"})
+HIDREAM_PUBLISHER = env.str(
+    "HIDREAM_PUBLISHER", default="shop_demo.catalog.publishing.CatalogPublisher"
+)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -21,7 +21,8 @@ SAMPLES = {
 
 
 def _kind(spec):
-    return spec.kind[0] if isinstance(spec.kind, tuple) else spec.kind
+    kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
+    return float if float in kinds else kinds[0]
 
 
 def test_every_hidream_setting_comes_from_the_environment(tmp_path):

@@ -22,6 +22,7 @@ from ..models import (
 )
 from ..services import HiDreamActionRefused, refresh_task, retry_task
 from . import display
+from .review import HiDreamReviewAdminMixin, can_review, review_choices
 
 GENERATE_PERMISSION = "hidream_models.generate"
 ADMIN_CSS = {"all": ("hidream_models/admin.css",)}
@@ -55,10 +56,11 @@ class CallbackEventInline(ReadOnlyAdminMixin, admin.TabularInline):
 
 
 @admin.register(ModelImageTask)
-class ModelImageTaskAdmin(admin.ModelAdmin):
+class ModelImageTaskAdmin(HiDreamReviewAdminMixin, admin.ModelAdmin):
     """The task list and task page: status, pictures, what was sent, errors, callbacks."""
 
     change_list_template = "hidream_models/admin/task_change_list.html"
+    change_form_template = "hidream_models/admin/task_change_form.html"
     list_display = (
         "product_column",
         "status_badge",
@@ -75,7 +77,7 @@ class ModelImageTaskAdmin(admin.ModelAdmin):
     actions = ("refresh_from_hidream", "retry_failed_tasks", "resend_unconfirmed_tasks")
     inlines = (CallbackEventInline,)
     fieldsets = (
-        (None, {"fields": ("product_link", "status_badge", "error_message_plain", "pictures")}),
+        (None, {"fields": ("product_link", "status_badge", "error_message_plain", "preset")}),
         (
             gettext_lazy("What was sent"),
             {
@@ -131,11 +133,14 @@ class ModelImageTaskAdmin(admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         # Every field is read-only: offer no save buttons that would do nothing.
+        task = self.get_object(request, object_id)
         extra_context = {
             **(extra_context or {}),
             "show_save": False,
             "show_save_and_continue": False,
             "show_save_and_add_another": False,
+            "hidream_images": list(task.images.all()) if task else [],
+            "hidream_review_choices": review_choices() if can_review(request) else None,
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -179,10 +184,6 @@ class ModelImageTaskAdmin(admin.ModelAdmin):
     @admin.display(description=gettext_lazy("Thumbnails"))
     def thumbnails(self, task):
         return display.thumbnails(list(task.images.all()))
-
-    @admin.display(description=gettext_lazy("Pictures"))
-    def pictures(self, task):
-        return display.large_pictures(list(task.images.all()))
 
     @admin.display(description=gettext_lazy("Problem"))
     def error_message_plain(self, task):

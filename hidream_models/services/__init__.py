@@ -6,6 +6,7 @@
 - ``polling``: ``sync_task`` and the ``sync_pass`` sweep behind ``hidream_sync``;
 - ``actions``: refresh and retry, for staff;
 - ``review``: approve or reject a picture;
+- ``publishing``: approve-and-publish, publish and unpublish through the shop's publisher;
 - ``templates``: sync HiDream's template catalogue.
 """
 
@@ -19,6 +20,7 @@ from .creation import (
     store_upload,
 )
 from .polling import SyncReport, sync_pass, sync_task
+from .publishing import approve_image, publish_image, reject_image, unpublish_image
 from .results import ApplyOutcome, apply_result, download_result
 from .review import review_image
 from .submission import callback_url, submit_task
@@ -30,6 +32,10 @@ __all__ = [
     "HiDreamActionRefused",
     "SyncReport",
     "apply_result",
+    "approve_image",
+    "publish_image",
+    "reject_image",
+    "unpublish_image",
     "callback_url",
     "create_task_for_image",
     "create_tasks_for_products",

@@ -12,6 +12,12 @@ class Product(models.Model):
     price = models.DecimalField(max_digits=10, decimal_places=2, help_text=_("Price in EUR."))
     description = models.TextField(blank=True, help_text=_("Shown on the product page."))
     image = models.ImageField(upload_to="products/", blank=True, help_text=_("Main product photo."))
+    image_alt_text = models.CharField(
+        max_length=300, blank=True, help_text=_("Alternative text of the main photo.")
+    )
+    image_ai_generated = models.BooleanField(
+        default=False, help_text=_("The main photo was made by AI (HiDream).")
+    )
 
     class Meta:
         ordering = ["name"]
@@ -20,6 +26,11 @@ class Product(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def get_absolute_url(self) -> str:
+        from django.urls import reverse
+
+        return reverse("catalog:product", args=[self.pk])
 
 
 class ProductImage(models.Model):
