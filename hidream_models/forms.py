@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy as _
 
 from .exceptions import HiDreamValidationError
 from .images import ImageProblem, open_checked
-from .models import GenerationMode, HiDreamTemplate, TemplateKind
+from .models import GenerationMode, HiDreamPreset, HiDreamTemplate, TemplateKind
 from .rules import IMAGE_COUNT_MAX, IMAGE_COUNT_MIN, PROMPT_MAX_LENGTH
 from .services import GenerationOptions
 
@@ -33,8 +33,15 @@ class TemplateChoiceField(forms.ModelChoiceField):
 
 
 class GenerateModelImagesForm(forms.Form):
-    """What to generate for the selected products."""
+    """What to generate for the selected products: a preset, or a mode and its options."""
 
+    preset = forms.ModelChoiceField(
+        label=_("Preset"),
+        queryset=HiDreamPreset.objects.none(),
+        required=False,
+        empty_label=_("— none, choose below —"),
+        help_text=_("A saved look: its model, scene or prompt and picture count are used."),
+    )
     mode = forms.ChoiceField(
         label=_("Generate from"),
         choices=GenerationMode.choices,
@@ -82,6 +89,9 @@ class GenerateModelImagesForm(forms.Form):
         active = HiDreamTemplate.objects.filter(is_active=True)
         self.fields["human_template"].queryset = active.filter(kind=TemplateKind.HUMAN)
         self.fields["scene_template"].queryset = active.filter(kind=TemplateKind.SCENE)
+        self.fields["preset"].queryset = HiDreamPreset.objects.filter(is_active=True)
+        if not self.fields["preset"].queryset.exists():
+            del self.fields["preset"]
         if product_count != 1:
             del self.fields["mask"]
 
@@ -97,6 +107,16 @@ class GenerateModelImagesForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
+        self.preset = cleaned.get("preset")
+        if self.preset is not None:
+            # The preset decides; errors in the fields below are beside the point then.
+            for name in ("mode", "human_template", "scene_template", "prompt", "image_count"):
+                self.errors.pop(name, None)
+            try:
+                self.options = GenerationOptions.validated(self.preset.as_request())
+            except HiDreamValidationError as exc:
+                self.add_error("preset", _("This preset is incomplete: %(e)s") % {"e": exc})
+            return cleaned
         if self.errors:
             return cleaned
         data: dict = {"image_count": cleaned.get("image_count")}

@@ -27,9 +27,10 @@ from django.urls import path, reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from ..conf import hidream_settings
 from ..forms import GenerateModelImagesForm
 from ..models import ModelImageTask
-from ..services import create_tasks_for_products
+from ..services import create_tasks_for_products, estimated_credits
 from . import display
 
 GENERATE_PERMISSION = "hidream_models.generate"
@@ -175,6 +176,7 @@ class HiDreamProductAdminMixin:
             user=request.user,
             image_getter=self.get_hidream_image,
             mask=form.cleaned_data.get("mask"),
+            preset=form.preset,
         )
         if report.tasks:
             skipped = {product for product, _reason in report.skipped}
@@ -235,6 +237,9 @@ class HiDreamProductAdminMixin:
             "product_count": len(with_image),
             "image_count": image_count,
             "picture_total": len(with_image) * image_count,
+            "credits_per_image": hidream_settings.CREDITS_PER_IMAGE,
+            "presets": list(form.fields["preset"].queryset) if "preset" in form.fields else [],
+            "credit_total": estimated_credits(len(with_image) * image_count),
             "skipped_count": len(products) - len(with_image),
             "confirm_url": reverse(
                 f"{self.admin_site.name}:{self.opts.app_label}_{self.opts.model_name}"

@@ -158,9 +158,7 @@ class ReviewActionsMixin:
             except HiDreamActionRefused as exc:
                 refused.append(f"#{image.pk}: {exc}")
         if done:
-            self.message_user(
-                request, _("%(n)s pictures updated.") % {"n": done}, messages.SUCCESS
-            )
+            self.message_user(request, _("%(n)s pictures updated.") % {"n": done}, messages.SUCCESS)
         for text in refused[:10]:
             self.message_user(request, text, messages.WARNING)
 
@@ -168,13 +166,15 @@ class ReviewActionsMixin:
     def approve_pictures(self, request, queryset):
         self._decide_all(request, queryset, "approve")
 
-    @admin.action(description=gettext_lazy("Approve and add to the product gallery"),
-                  permissions=["review"])
+    @admin.action(
+        description=gettext_lazy("Approve and add to the product gallery"), permissions=["review"]
+    )
     def approve_to_gallery(self, request, queryset):
         self._decide_all(request, queryset, "approve_gallery")
 
-    @admin.action(description=gettext_lazy("Approve and make the main product image"),
-                  permissions=["review"])
+    @admin.action(
+        description=gettext_lazy("Approve and make the main product image"), permissions=["review"]
+    )
     def approve_as_main(self, request, queryset):
         self._decide_all(request, queryset, "approve_main")
 

@@ -17,6 +17,7 @@ from .creation import (
     create_task_for_image,
     create_tasks_for_products,
     enqueue_submissions,
+    estimated_credits,
     store_upload,
 )
 from .polling import SyncReport, sync_pass, sync_task
@@ -41,6 +42,7 @@ __all__ = [
     "create_tasks_for_products",
     "download_result",
     "enqueue_submissions",
+    "estimated_credits",
     "refresh_task",
     "retry_task",
     "review_image",

@@ -69,6 +69,14 @@ class GenerationOptions:
         }
 
 
+def estimated_credits(pictures: int) -> float | None:
+    """Credits a number of pictures costs per ``HIDREAM_CREDITS_PER_IMAGE`` (None: unknown)."""
+    from ..conf import hidream_settings
+
+    per_image = hidream_settings.CREDITS_PER_IMAGE
+    return None if per_image is None else round(pictures * per_image, 2)
+
+
 @dataclass
 class CreationReport:
     """The tasks created, and the products skipped with the reason for each."""
@@ -106,6 +114,7 @@ def create_tasks_for_products(
     image_getter: ImageGetter | None = None,
     mask=None,
     idempotency_key: str = "",
+    preset=None,
 ) -> CreationReport:
     """Create one queued task per product that has an image, and enqueue their submission.
 
@@ -133,6 +142,7 @@ def create_tasks_for_products(
                 source_image=name,
                 created_by=user if getattr(user, "is_authenticated", False) else None,
                 idempotency_key=idempotency_key,
+                preset=preset,
                 **options.as_task_fields(),
             )
         )
@@ -157,6 +167,7 @@ def create_task_for_image(
     user=None,
     mask_name: str = "",
     idempotency_key: str = "",
+    preset=None,
 ) -> ModelImageTask:
     """Create one task for an image already in storage (``image_name``) or at a URL."""
     if bool(image_name) == bool(image_url):
@@ -173,6 +184,7 @@ def create_task_for_image(
             mask=mask_name,
             created_by=user if getattr(user, "is_authenticated", False) else None,
             idempotency_key=idempotency_key,
+            preset=preset,
             **fields,
             **options.as_task_fields(),
         )
@@ -207,6 +219,7 @@ def copy_for_retry(task: ModelImageTask, user=None) -> ModelImageTask:
             source_url=task.source_url,
             created_by=user if getattr(user, "is_authenticated", False) else task.created_by,
             retry_of=task,
+            preset=task.preset,
             status=TaskStatus.QUEUED,
         )
         enqueue_submissions([clone.pk])
