@@ -20,7 +20,10 @@ from .references import parse_reference
 
 
 def _filter_product(queryset, prefix: str, value: str):
-    label, pk = parse_reference(value)
+    try:
+        label, pk = parse_reference(value)
+    except ValidationError as exc:
+        raise ValidationError({"product": exc.detail}) from None
     app_label, model = label.split(".")
     content_type = ContentType.objects.filter(app_label=app_label, model=model).first()
     if content_type is None:

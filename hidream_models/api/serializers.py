@@ -14,7 +14,14 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from ..images import ImageProblem, open_checked
-from ..models import GeneratedImage, HiDreamTemplate, ModelImageTask, ReviewState
+from ..models import (
+    GeneratedImage,
+    HiDreamPreset,
+    HiDreamTemplate,
+    ModelImageTask,
+    PublishTarget,
+    ReviewState,
+)
 from ..rules import ModelImageOptionsSerializer, is_http_url, normalise_image_value
 from .references import parse_reference, product_reference
 
@@ -82,8 +89,28 @@ class ProductReferenceField(serializers.CharField):
         return value
 
 
-class TaskCreateSerializer(ModelImageOptionsSerializer):
-    """Create one task: a ``product`` or an ``image``, plus the generation options."""
+class PresetOrOptionsMixin(serializers.Serializer):
+    """A ``preset`` (id) instead of ``template``/``prompt``/``image_count``."""
+
+    preset = serializers.PrimaryKeyRelatedField(
+        queryset=HiDreamPreset.objects.filter(is_active=True),
+        required=False,
+        allow_null=True,
+        help_text="Id of an active preset; its options replace template/prompt/image_count.",
+    )
+
+    def validate(self, attrs):
+        if attrs.get("preset") is not None:
+            if attrs.get("template") or attrs.get("prompt"):
+                raise serializers.ValidationError(
+                    {"preset": [_("Give a preset or template/prompt, not both.")]}
+                )
+            return attrs
+        return super().validate(attrs)
+
+
+class TaskCreateSerializer(PresetOrOptionsMixin, ModelImageOptionsSerializer):
+    """Create one task: a ``product`` or an ``image``, plus a preset or generation options."""
 
     product = ProductReferenceField(
         required=False, help_text="app_label.model:pk, e.g. catalog.product:3"
@@ -103,11 +130,15 @@ class TaskCreateSerializer(ModelImageOptionsSerializer):
         return attrs
 
 
-class BulkCreateSerializer(ModelImageOptionsSerializer):
+class BulkCreateSerializer(PresetOrOptionsMixin, ModelImageOptionsSerializer):
     """Create tasks for many products with the same options, all or nothing."""
 
     products = serializers.ListField(
         child=ProductReferenceField(), min_length=1, max_length=1000, allow_empty=False
+    )
+    dry_run = serializers.BooleanField(
+        default=False,
+        help_text="Validate and count pictures and credits, create nothing.",
     )
 
 
@@ -144,6 +175,8 @@ class GeneratedImageSerializer(serializers.ModelSerializer):
             "review_state",
             "reviewed_by",
             "reviewed_at",
+            "published_as",
+            "published_at",
             "stored_at",
         ]
         read_only_fields = fields
@@ -181,6 +214,8 @@ class TaskSerializer(serializers.ModelSerializer):
             "error_message",
             "attempts",
             "batch",
+            "preset",
+            "estimated_credits",
             "retry_of",
             "created_by",
             "created_at",
@@ -189,6 +224,13 @@ class TaskSerializer(serializers.ModelSerializer):
             "images",
         ]
         read_only_fields = fields
+
+    estimated_credits = serializers.SerializerMethodField()
+
+    def get_estimated_credits(self, task) -> float | None:
+        from ..services import estimated_credits
+
+        return estimated_credits(task.image_count)
 
     def get_product(self, task) -> str | None:
         return product_reference(task.content_type_id, task.object_id)
@@ -211,9 +253,13 @@ class TaskSerializer(serializers.ModelSerializer):
 
 
 class BulkResultSerializer(serializers.Serializer):
-    batch = serializers.UUIDField()
+    batch = serializers.UUIDField(allow_null=True)
     ids = serializers.ListField(child=serializers.UUIDField())
-    pictures = serializers.IntegerField()
+    pictures = serializers.IntegerField(help_text="Pictures this run creates (or would).")
+    credits = serializers.FloatField(
+        allow_null=True, help_text="Estimated credits (HIDREAM_CREDITS_PER_IMAGE), or null."
+    )
+    dry_run = serializers.BooleanField()
 
 
 class TemplateSerializer(serializers.ModelSerializer):
@@ -252,7 +298,50 @@ class TemplateSerializer(serializers.ModelSerializer):
         return request.build_absolute_uri(url) if request else url
 
 
-class ReviewSerializer(serializers.Serializer):
-    """Body of approve/reject; ``publish`` arrives with the review issue."""
+@extend_schema_field(
+    {"type": "string", "enum": list(PublishTarget.values), "nullable": True}
+)
+class PublishTargetField(serializers.ChoiceField):
+    """``gallery``, ``main`` or null; described inline so it shares no enum component with
+    ``published_as`` (drf-spectacular would warn about two names for one choice set)."""
 
-    note = serializers.CharField(required=False, allow_blank=True, max_length=500)
+    def __init__(self, **kwargs):
+        super().__init__(choices=PublishTarget.choices, **kwargs)
+
+
+class ApproveSerializer(serializers.Serializer):
+    """Body of ``approve``: optionally publish the picture at the same time."""
+
+    publish = PublishTargetField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="gallery: add to the product gallery; main: make it the main image; "
+        "null: approve only.",
+    )
+
+
+class PresetSerializer(serializers.ModelSerializer):
+    """A named generation preset."""
+
+    human_template_id = serializers.CharField(
+        source="human_template.remote_id", default=None, read_only=True
+    )
+    scene_template_id = serializers.CharField(
+        source="scene_template.remote_id", default=None, read_only=True
+    )
+
+    class Meta:
+        model = HiDreamPreset
+        fields = [
+            "id",
+            "name",
+            "description",
+            "mode",
+            "human_template_id",
+            "scene_template_id",
+            "prompt",
+            "image_count",
+            "is_active",
+        ]
+        read_only_fields = fields

@@ -7,7 +7,7 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from .docs import HiDreamSchemaView, HiDreamSwaggerView
-from .views import GeneratedImageViewSet, TaskViewSet, TemplateViewSet
+from .views import GeneratedImageViewSet, PresetViewSet, TaskViewSet, TemplateViewSet
 
 app_name = "hidream_api"
 
@@ -15,6 +15,7 @@ router = DefaultRouter()
 router.register("tasks", TaskViewSet, basename="task")
 router.register("images", GeneratedImageViewSet, basename="image")
 router.register("templates", TemplateViewSet, basename="template")
+router.register("presets", PresetViewSet, basename="preset")
 
 api_patterns = router.urls
 

@@ -21,16 +21,17 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from .. import services
-from ..models import GeneratedImage, HiDreamTemplate, ModelImageTask, ReviewState
+from ..models import GeneratedImage, HiDreamPreset, HiDreamTemplate, ModelImageTask
 from ..services import GenerationOptions, HiDreamActionRefused
 from .filters import ImageFilter, TaskFilter, TemplateFilter
 from .permissions import GENERATE, REVIEW, HiDreamPermission
 from .references import product_image, resolve_products
 from .serializers import (
+    ApproveSerializer,
     BulkCreateSerializer,
     BulkResultSerializer,
     GeneratedImageSerializer,
-    ReviewSerializer,
+    PresetSerializer,
     TaskCreateSerializer,
     TaskRetrySerializer,
     TaskSerializer,
@@ -76,6 +77,8 @@ def _refused(exc: HiDreamActionRefused) -> Response:
 
 
 def _options(data) -> GenerationOptions:
+    if data.get("preset") is not None:
+        return GenerationOptions.validated(data["preset"].as_request())
     request = {"image_count": data["image_count"]}
     if data.get("template"):
         request["template"] = dict(data["template"])
@@ -181,6 +184,7 @@ class TaskViewSet(
                     user=request.user,
                     mask_name=mask_name,
                     idempotency_key=key,
+                    preset=data.get("preset"),
                 )
         kind, value = data["image"]
         with transaction.atomic():
@@ -218,7 +222,7 @@ class TaskViewSet(
     @extend_schema(
         summary="Create tasks for many products (all or nothing)",
         request=BulkCreateSerializer,
-        responses={201: BulkResultSerializer},
+        responses={201: BulkResultSerializer, 200: BulkResultSerializer},
     )
     @action(detail=False, methods=["post"])
     def bulk(self, request):
@@ -238,13 +242,30 @@ class TaskViewSet(
                 status=status.HTTP_400_BAD_REQUEST,
             )
         products = [found[index] for index in range(len(data["products"]))]
+        options = _options(data)
+        if data["dry_run"]:
+            pictures = len(products) * options.image_count
+            body = {
+                "batch": None,
+                "ids": [],
+                "pictures": pictures,
+                "credits": services.estimated_credits(pictures),
+                "dry_run": True,
+            }
+            return Response(BulkResultSerializer(body).data, status=status.HTTP_200_OK)
         report = services.create_tasks_for_products(
-            products, _options(data), user=request.user, image_getter=product_image
+            products,
+            options,
+            user=request.user,
+            image_getter=product_image,
+            preset=data.get("preset"),
         )
         body = {
             "batch": report.batch,
             "ids": [task.pk for task in report.tasks],
             "pictures": report.picture_count,
+            "credits": services.estimated_credits(report.picture_count),
+            "dry_run": False,
         }
         return Response(BulkResultSerializer(body).data, status=status.HTTP_201_CREATED)
 
@@ -311,37 +332,58 @@ class GeneratedImageViewSet(
     filterset_class = ImageFilter
     ordering_fields = ["stored_at", "reviewed_at", "position"]
     ordering = ["task", "position"]
-    required_permissions = {"approve": REVIEW, "reject": REVIEW}
+    required_permissions = {"approve": REVIEW, "reject": REVIEW, "unpublish": REVIEW}
 
     def get_queryset(self):
         return GeneratedImage.objects.select_related("reviewed_by")
 
-    def _review(self, request, state):
-        ReviewSerializer(data=request.data).is_valid(raise_exception=True)
-        try:
-            image = services.review_image(self.get_object(), user=request.user, state=state)
-        except HiDreamActionRefused as exc:
-            return _refused(exc)
-        image = self.get_queryset().get(pk=image.pk)
-        return Response(self.get_serializer(image).data)
+    def _answer(self, image):
+        return Response(self.get_serializer(self.get_queryset().get(pk=image.pk)).data)
 
     @extend_schema(
-        summary="Approve a picture",
-        request=ReviewSerializer,
+        summary="Approve a picture, optionally publishing it",
+        request=ApproveSerializer,
         responses={200: GeneratedImageSerializer, 409: REFUSED},
     )
     @action(detail=True, methods=["post"])
     def approve(self, request, pk=None):
-        return self._review(request, ReviewState.APPROVED)
+        serializer = ApproveSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            image = services.approve_image(
+                self.get_object(),
+                user=request.user,
+                publish=serializer.validated_data["publish"],
+            )
+        except HiDreamActionRefused as exc:
+            return _refused(exc)
+        return self._answer(image)
 
     @extend_schema(
-        summary="Reject a picture",
-        request=ReviewSerializer,
+        summary="Reject a picture (unpublishing it if published)",
+        request=None,
         responses={200: GeneratedImageSerializer, 409: REFUSED},
     )
     @action(detail=True, methods=["post"])
     def reject(self, request, pk=None):
-        return self._review(request, ReviewState.REJECTED)
+        try:
+            image = services.reject_image(self.get_object(), user=request.user)
+        except HiDreamActionRefused as exc:
+            return _refused(exc)
+        return self._answer(image)
+
+    @extend_schema(
+        summary="Take a published picture off the product, restoring what was there",
+        request=None,
+        responses={200: GeneratedImageSerializer, 409: REFUSED},
+    )
+    @action(detail=True, methods=["post"])
+    def unpublish(self, request, pk=None):
+        try:
+            image = services.unpublish_image(self.get_object(), user=request.user)
+        except HiDreamActionRefused as exc:
+            return _refused(exc)
+        return self._answer(image)
 
 
 @extend_schema_view(
@@ -364,3 +406,25 @@ class TemplateViewSet(
 
     def get_queryset(self):
         return HiDreamTemplate.objects.all()
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Active generation presets"),
+    retrieve=extend_schema(summary="A preset"),
+)
+class PresetViewSet(
+    HiDreamViewSetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Named generation settings to pass as ``preset`` when creating tasks."""
+
+    serializer_class = PresetSerializer
+    filter_backends = [OrderingFilter]
+    ordering = ["name"]
+
+    def get_queryset(self):
+        return HiDreamPreset.objects.filter(is_active=True).select_related(
+            "human_template", "scene_template"
+        )
