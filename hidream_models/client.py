@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from django.utils.translation import gettext as _
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
@@ -150,8 +151,8 @@ class HiDreamClient:
             or not all(isinstance(item, str) for item in result["sub_task_ids"])
         ):
             raise HiDreamResponseError(
-                "HiDream accepted the task but its reply has no task_id/sub_task_ids: "
-                f"{_excerpt(self._scrub(str(result)))}"
+                _("HiDream accepted the task but its reply has no task_id/sub_task_ids: %(reply)s")
+                % {"reply": _excerpt(self._scrub(str(result)))}
             )
         return SubmitResult(
             task_id=result["task_id"],
@@ -165,7 +166,9 @@ class HiDreamClient:
         try:
             payload = parse_task_result(envelope)
         except PayloadError as exc:
-            raise HiDreamResponseError(f"HiDream's task result could not be read: {exc}") from exc
+            raise HiDreamResponseError(
+                _("HiDream's task result could not be read: %(error)s") % {"error": exc}
+            ) from exc
         if not payload.task_id:
             payload = TaskResultPayload(task_id, payload.sub_task_results, payload.raw)
         return payload
@@ -187,8 +190,8 @@ class HiDreamClient:
             result = envelope.get("result")
             if not isinstance(result, dict) or not isinstance(result.get("templates"), list):
                 raise HiDreamResponseError(
-                    f"HiDream's {kind} template list has no 'templates' list: "
-                    f"{_excerpt(self._scrub(str(result)))}"
+                    _("HiDream's %(kind)s template list has no 'templates' list: %(reply)s")
+                    % {"kind": kind, "reply": _excerpt(self._scrub(str(result)))}
                 )
             templates.extend(item for item in result["templates"] if isinstance(item, dict))
             total_pages = result.get("total_page")
@@ -212,24 +215,32 @@ class HiDreamClient:
             )
         except requests.ConnectTimeout as exc:
             raise HiDreamTimeoutError(
-                f"Could not connect to {self.base_url} within {self.timeout[0]} s.",
+                _("Could not connect to %(url)s within %(s)s s.")
+                % {"url": self.base_url, "s": self.timeout[0]},
                 request_sent=False,
             ) from exc
         except requests.ReadTimeout as exc:
             raise HiDreamTimeoutError(
-                f"{self.base_url} did not answer within {self.timeout[1]} s.", request_sent=True
+                _("%(url)s did not answer within %(s)s s.")
+                % {"url": self.base_url, "s": self.timeout[1]},
+                request_sent=True,
             ) from exc
         except requests.ConnectionError as exc:
             if method == "POST" and not _never_sent(exc):
                 # The connection broke after the request went out: HiDream may have it.
                 raise HiDreamTimeoutError(
-                    f"The connection to {self.base_url} broke before HiDream answered.",
+                    _("The connection to %(url)s broke before HiDream answered.")
+                    % {"url": self.base_url},
                     request_sent=True,
                 ) from exc
-            raise HiDreamTransportError(f"Could not reach {self.base_url}: {_reason(exc)}") from exc
+            raise HiDreamTransportError(
+                _("Could not reach %(url)s: %(reason)s")
+                % {"url": self.base_url, "reason": _reason(exc)}
+            ) from exc
         except requests.RequestException as exc:
             raise HiDreamTransportError(
-                f"Request to {self.base_url} failed: {_reason(exc)}"
+                _("Request to %(url)s failed: %(reason)s")
+                % {"url": self.base_url, "reason": _reason(exc)}
             ) from exc
         return self._parse(response)
 
@@ -245,19 +256,26 @@ class HiDreamClient:
             envelope = response.json()
         except ValueError:
             raise HiDreamResponseError(
-                f"HiDream answered HTTP {response.status_code} with something that is not JSON "
-                f"({response.headers.get('Content-Type', 'no content type')}): "
-                f"{_excerpt(self._scrub(text))}"
+                _(
+                    "HiDream answered HTTP %(status)s with something that is not JSON "
+                    "(%(type)s): %(reply)s"
+                )
+                % {
+                    "status": response.status_code,
+                    "type": response.headers.get("Content-Type", "no content type"),
+                    "reply": _excerpt(self._scrub(text)),
+                }
             ) from None
         if not isinstance(envelope, dict) or "code" not in envelope:
             raise HiDreamResponseError(
-                f"HiDream's reply is not the expected {{code, message, result}} envelope: "
-                f"{_excerpt(self._scrub(text))}"
+                _("HiDream's reply is not the expected {code, message, result} envelope: %(reply)s")
+                % {"reply": _excerpt(self._scrub(text))}
             )
         code = envelope["code"]
         if not isinstance(code, int) or isinstance(code, bool):
             raise HiDreamResponseError(
-                f"HiDream's reply has a non-integer code: {self._scrub(repr(code))}"
+                _("HiDream's reply has a non-integer code: %(code)s")
+                % {"code": self._scrub(repr(code))}
             )
         if code != 0:
             raise HiDreamAPIError(

@@ -17,6 +17,7 @@ from typing import IO
 from urllib.parse import urljoin, urlsplit
 
 import requests
+from django.utils.translation import gettext as _
 
 from .client import USER_AGENT
 from .conf import hidream_settings
@@ -63,13 +64,17 @@ def check_download_url(url: str, resolver: Resolver = resolve_host) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise HiDreamDownloadError(
-            f"Refused to download {url!r}: only http(s) URLs with a host are fetched."
+            _("Refused to download %(url)r: only http(s) URLs with a host are fetched.")
+            % {"url": url}
         )
     host = parts.hostname.lower()
     if not host_is_allowed(host, hidream_settings.result_hosts()):
         raise HiDreamDownloadError(
-            f"Refused to download from {host}: it is not one of the allowed result hosts "
-            "(HIDREAM_ALLOWED_RESULT_HOSTS)."
+            _(
+                "Refused to download from %(host)s: it is not one of the allowed result hosts "
+                "(HIDREAM_ALLOWED_RESULT_HOSTS)."
+            )
+            % {"host": host}
         )
     base_host = (urlsplit(hidream_settings.BASE_URL).hostname or "").lower()
     if host == base_host:
@@ -77,12 +82,15 @@ def check_download_url(url: str, resolver: Resolver = resolve_host) -> None:
     try:
         addresses = resolver(host, parts.port or (443 if parts.scheme == "https" else 80))
     except OSError as exc:
-        raise HiDreamDownloadError(f"Could not resolve {host}: {exc}", transient=True) from None
+        raise HiDreamDownloadError(
+            _("Could not resolve %(host)s: %(error)s") % {"host": host, "error": exc},
+            transient=True,
+        ) from None
     blocked = [address for address in addresses if not is_public_address(address)]
     if blocked or not addresses:
         raise HiDreamDownloadError(
-            f"Refused to download from {host}: it resolves to a non-public address "
-            f"({', '.join(blocked) or 'none'})."
+            _("Refused to download from %(host)s: it resolves to a non-public address (%(ips)s).")
+            % {"host": host, "ips": ", ".join(blocked) or "none"}
         )
 
 
@@ -112,7 +120,7 @@ def download_image(
         if own_session:
             session.close()
     try:
-        checked = verify_image(spool, f"The result picture at {url}")
+        checked = verify_image(spool, _("The result picture at %(url)s") % {"url": url})
     except ImageProblem as exc:
         spool.close()
         raise HiDreamDownloadError(str(exc)) from None
@@ -137,7 +145,9 @@ def _get_following_checked_redirects(
             )
         except requests.RequestException as exc:
             raise HiDreamDownloadError(
-                f"Could not download {url}: {type(exc).__name__}", transient=True
+                _("Could not download %(url)s: %(error)s")
+                % {"url": url, "error": type(exc).__name__},
+                transient=True,
             ) from None
         if response.is_redirect:
             location = response.headers.get("Location", "")
@@ -147,19 +157,23 @@ def _get_following_checked_redirects(
         if response.status_code != 200:
             response.close()
             transient = response.status_code == 429 or response.status_code >= 500
-            gone = " (the link may have expired)" if response.status_code in (403, 404, 410) else ""
+            gone = (
+                _(" (the link may have expired)") if response.status_code in (403, 404, 410) else ""
+            )
             raise HiDreamDownloadError(
-                f"Downloading {url} answered HTTP {response.status_code}{gone}.",
+                _("Downloading %(url)s answered HTTP %(status)s%(gone)s.")
+                % {"url": url, "status": response.status_code, "gone": gone},
                 transient=transient,
             )
         content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if content_type.startswith("text/") or content_type in ("application/json",):
             response.close()
             raise HiDreamDownloadError(
-                f"{url} served {content_type} instead of an image (an error page?)."
+                _("%(url)s served %(type)s instead of an image (an error page?).")
+                % {"url": url, "type": content_type}
             )
         return response
-    raise HiDreamDownloadError(f"Too many redirects while downloading {url}.")
+    raise HiDreamDownloadError(_("Too many redirects while downloading %(url)s.") % {"url": url})
 
 
 def _read_capped(response: requests.Response, url: str) -> IO[bytes]:
@@ -167,7 +181,8 @@ def _read_capped(response: requests.Response, url: str) -> IO[bytes]:
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > cap:
         raise HiDreamDownloadError(
-            f"{url} is {int(declared)} bytes, more than HIDREAM_MAX_DOWNLOAD_BYTES ({cap})."
+            _("%(url)s is %(n)s bytes, more than HIDREAM_MAX_DOWNLOAD_BYTES (%(cap)s).")
+            % {"url": url, "n": int(declared), "cap": cap}
         )
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (returned)
     total = 0
@@ -176,13 +191,16 @@ def _read_capped(response: requests.Response, url: str) -> IO[bytes]:
             total += len(chunk)
             if total > cap:
                 raise HiDreamDownloadError(
-                    f"{url} sent more than HIDREAM_MAX_DOWNLOAD_BYTES ({cap}) bytes; stopped."
+                    _("%(url)s sent more than HIDREAM_MAX_DOWNLOAD_BYTES (%(cap)s) bytes; stopped.")
+                    % {"url": url, "cap": cap}
                 )
             spool.write(chunk)
     except requests.RequestException as exc:
         spool.close()
         raise HiDreamDownloadError(
-            f"The download of {url} broke off: {type(exc).__name__}", transient=True
+            _("The download of %(url)s broke off: %(error)s")
+            % {"url": url, "error": type(exc).__name__},
+            transient=True,
         ) from None
     except HiDreamDownloadError:
         spool.close()

@@ -17,6 +17,8 @@ Configuration problems raise Django's ``ImproperlyConfigured`` instead.
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
+
 
 class HiDreamError(Exception):
     """Base class of everything this app raises about talking to HiDream."""
@@ -47,7 +49,10 @@ class HiDreamAPIError(HiDreamError):
         super().__init__(code, message, request_id)
 
     def __str__(self) -> str:
-        text = f"HiDream refused the request (code {self.code}): {self.message or 'no message'}"
+        text = _("HiDream refused the request (code %(code)s): %(message)s") % {
+            "code": self.code,
+            "message": self.message or _("no message"),
+        }
         if self.request_id:
             text += f" [request_id {self.request_id}]"
         return text
@@ -65,19 +70,21 @@ class HiDreamHTTPError(HiDreamError):
 
     def __str__(self) -> str:
         hint = {
-            401: "the API token was refused: check HIDREAM_API_TOKEN",
-            403: "the API token may not use this endpoint",
-            404: "the endpoint was not found: check HIDREAM_BASE_URL and the HIDREAM_*_PATH "
-            "settings",
-            429: "HiDream is throttling this account; it will be retried",
+            401: _("the API token was refused: check HIDREAM_API_TOKEN"),
+            403: _("the API token may not use this endpoint"),
+            404: _(
+                "the endpoint was not found: check HIDREAM_BASE_URL and the HIDREAM_*_PATH settings"
+            ),
+            429: _("HiDream is throttling this account; it will be retried"),
         }.get(
-            self.status, "HiDream had a server error; it will be retried" if self.transient else ""
+            self.status,
+            _("HiDream had a server error; it will be retried") if self.transient else "",
         )
-        text = f"HiDream answered HTTP {self.status}"
+        text = _("HiDream answered HTTP %(status)s") % {"status": self.status}
         if hint:
             text += f": {hint}"
         if self.body_excerpt:
-            text += f" (reply: {self.body_excerpt})"
+            text += " " + _("(reply: %(reply)s)") % {"reply": self.body_excerpt}
         return text
 
 

@@ -462,6 +462,18 @@ class HiDreamTemplate(models.Model):
     def __str__(self) -> str:
         return self.display_name()
 
+    @property
+    def gender_label(self) -> str:
+        """HiDream's gender value in the user's language (unknown values as they came)."""
+        return {"woman": _("Woman"), "man": _("Man")}.get(self.gender.lower(), self.gender)
+
+    @property
+    def scenes_type_label(self) -> str:
+        """HiDream's scene type in the user's language (unknown values as they came)."""
+        return {"indoor scenes": _("Indoor"), "outdoor scenes": _("Outdoor")}.get(
+            self.scenes_type.lower(), self.scenes_type
+        )
+
     def display_name(self, language: str | None = None) -> str:
         """The name in the given (or active) language, falling back to the other one."""
         from django.utils.translation import get_language

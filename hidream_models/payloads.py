@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
@@ -97,19 +98,20 @@ class PayloadError(ValueError):
 def _unwrap(body: Any) -> dict:
     if not isinstance(body, dict):
         raise PayloadError(
-            f"Expected a JSON object with 'sub_task_results', got {type(body).__name__}."
+            gettext("Expected a JSON object with 'sub_task_results', got %(type)s.")
+            % {"type": type(body).__name__}
         )
     if "sub_task_results" not in body and ("result" in body or "code" in body):
         code = body.get("code", 0)
         if not isinstance(code, int) or isinstance(code, bool):
-            raise PayloadError("'code' must be an integer.")
+            raise PayloadError(gettext("'code' must be an integer."))
         if code != 0:
             raise HiDreamAPIError(
                 code, str(body.get("message", "")), str(body.get("request_id", ""))
             )
         result = body.get("result")
         if not isinstance(result, dict):
-            raise PayloadError("'result' must be an object with 'sub_task_results'.")
+            raise PayloadError(gettext("'result' must be an object with 'sub_task_results'."))
         return result
     return body
 

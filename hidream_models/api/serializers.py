@@ -298,9 +298,7 @@ class TemplateSerializer(serializers.ModelSerializer):
         return request.build_absolute_uri(url) if request else url
 
 
-@extend_schema_field(
-    {"type": "string", "enum": list(PublishTarget.values), "nullable": True}
-)
+@extend_schema_field({"type": "string", "enum": list(PublishTarget.values), "nullable": True})
 class PublishTargetField(serializers.ChoiceField):
     """``gallery``, ``main`` or null; described inline so it shares no enum component with
     ``published_as`` (drf-spectacular would warn about two names for one choice set)."""

@@ -60,11 +60,11 @@ def apply_result(task_id, payload: TaskResultPayload, *, source: str) -> ApplyOu
         task = ModelImageTask.objects.select_for_update().get(pk=task_id)
         if payload.task_id and task.remote_task_id and payload.task_id != task.remote_task_id:
             raise PayloadError(
-                f"The result is for HiDream task {payload.task_id}, but this task is "
-                f"{task.remote_task_id}."
+                _("The result is for HiDream task %(theirs)s, but this task is %(ours)s.")
+                % {"theirs": payload.task_id, "ours": task.remote_task_id}
             )
         if task.status == TaskStatus.QUEUED:
-            raise PayloadError("This task has not been submitted yet.")
+            raise PayloadError(_("This task has not been submitted yet."))
         if not task.remote_task_id and payload.task_id:
             task.remote_task_id = payload.task_id  # the callback beat the submit's reply
         images = {image.sub_task_id: image for image in task.images.select_for_update()}
