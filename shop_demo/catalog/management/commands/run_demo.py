@@ -1,6 +1,6 @@
 """``manage.py run_demo``: everything the demo shop needs, in one terminal (``make demo``).
 
-Migrates, seeds, then runs as child processes: the HiDream simulator (when no
+Migrates, syncs templates, seeds, and runs as child processes: the HiDream simulator (when no
 ``HIDREAM_API_TOKEN`` is set; with a token the shop talks to ``HIDREAM_BASE_URL``), the task
 worker, ``hidream_sync --loop`` and the web server, with the callback base URL pointed at the
 web server. Ctrl-C (or SIGTERM) stops every child; if one dies, the others are stopped too.
@@ -74,7 +74,6 @@ class Command(BaseCommand):
         env["PYTHONUNBUFFERED"] = "1"
 
         call_command("migrate", verbosity=0, interactive=False, skip_checks=True)
-        call_command("seed_demo", skip_checks=True)
 
         manage = [sys.executable, "manage.py"]
         children: list[tuple[str, subprocess.Popen]] = []
@@ -122,6 +121,7 @@ class Command(BaseCommand):
                     raise CommandError("The HiDream simulator did not start; see above.")
             # A child process, so it reads the settings (token, base URL) set above.
             subprocess.run([*manage, "hidream_sync_templates"], env=env, check=False)
+            call_command("seed_demo", skip_checks=True)  # after the sync: presets use templates
             start(
                 "worker",
                 "db_worker",

@@ -9,6 +9,7 @@ from django.core.files.base import ContentFile
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from hidream_models.models import HiDreamPreset, HiDreamTemplate
 from shop_demo.catalog.garments import draw_garment
 from shop_demo.catalog.models import Product
 
@@ -25,6 +26,11 @@ PRODUCTS = [
     ("DEMO-010", "Mini skirt, rose", "skirt", (230, 140, 170), (255, 255, 255), "39.00"),
     ("DEMO-011", "Wide trousers, navy", "trousers", (30, 40, 90), (200, 200, 210), "69.00"),
     ("DEMO-012", "Rain jacket, yellow", "jacket", (250, 210, 40), (40, 40, 40), "89.00"),
+]
+
+PRESETS = [
+    ("Spring campaign", "Casual look, city street", "h-001", "s-002", 2),
+    ("Studio basics", "Plain studio, one picture per product", "h-004", "s-001", 1),
 ]
 
 
@@ -56,7 +62,29 @@ class Command(BaseCommand):
                     f"{sku.lower()}.jpg", ContentFile(draw_garment(shape, color, accent))
                 )
             made += is_new
+        presets = self._seed_presets()
         self.stdout.write(
             f"seed_demo: admin user {'created' if created else 'kept'}; "
-            f"{made} products created, {len(PRODUCTS) - made} already there."
+            f"{made} products created, {len(PRODUCTS) - made} already there; "
+            f"{presets} presets created."
         )
+
+    def _seed_presets(self) -> int:
+        """Two presets, once HiDream's templates have been synced (run_demo syncs first)."""
+        templates = {t.remote_id: t for t in HiDreamTemplate.objects.filter(is_active=True)}
+        made = 0
+        for name, description, human, scene, count in PRESETS:
+            if human not in templates or scene not in templates:
+                continue
+            _preset, is_new = HiDreamPreset.objects.get_or_create(
+                name=name,
+                defaults={
+                    "description": description,
+                    "mode": "template",
+                    "human_template": templates[human],
+                    "scene_template": templates[scene],
+                    "image_count": count,
+                },
+            )
+            made += is_new
+        return made
