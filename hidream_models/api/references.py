@@ -62,12 +62,13 @@ def resolve_products(references: list[str]) -> tuple[dict[int, Model], dict[int,
         model = apps.get_model(label)
         try:
             rows = {str(obj.pk): obj for obj in model._default_manager.filter(pk__in=list(by_pk))}
-        except (ValueError, TypeError, DjangoValidationError):
+        except (ValueError, TypeError, OverflowError, DjangoValidationError):
+            # A pk the database cannot hold (or of the wrong type): look them up one by one.
             rows = {}
             for pk in by_pk:
                 try:
                     obj = model._default_manager.filter(pk=pk).first()
-                except (ValueError, TypeError, DjangoValidationError):
+                except (ValueError, TypeError, OverflowError, DjangoValidationError):
                     obj = None
                 if obj is not None:
                     rows[str(obj.pk)] = obj

@@ -26,6 +26,7 @@ from ..rules import ModelImageOptionsSerializer, is_http_url, normalise_image_va
 from .references import parse_reference, product_reference
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+NULLABLE_URI = {"type": "string", "format": "uri", "nullable": True}
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -53,6 +54,11 @@ class ImageInputField(serializers.Field):
             self.fail("invalid")
         value = normalise_image_value(data, self.field_name)
         if is_http_url(value):
+            limit = ModelImageTask._meta.get_field("source_url").max_length
+            if len(value) > limit:
+                raise serializers.ValidationError(
+                    _("The URL is longer than %(n)s characters.") % {"n": limit}
+                )
             return ("url", value)
         try:
             raw = base64.b64decode(value, validate=True)
@@ -153,7 +159,9 @@ class GeneratedImageSerializer(serializers.ModelSerializer):
     """A generated picture, with the absolute URL of the shop's own copy."""
 
     file_url = serializers.SerializerMethodField()
-    reviewed_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    reviewed_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     review_state = serializers.ChoiceField(choices=ReviewState.choices, read_only=True)
 
     class Meta:
@@ -181,7 +189,7 @@ class GeneratedImageSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = fields
 
-    @extend_schema_field(OpenApiTypes.URI)
+    @extend_schema_field(NULLABLE_URI)
     def get_file_url(self, image) -> str | None:
         if not image.file:
             return None
@@ -195,7 +203,9 @@ class TaskSerializer(serializers.ModelSerializer):
 
     product = serializers.SerializerMethodField()
     template = serializers.SerializerMethodField()
-    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    created_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
     images = GeneratedImageSerializer(many=True, read_only=True)
 
     class Meta:
@@ -289,7 +299,7 @@ class TemplateSerializer(serializers.ModelSerializer):
     def get_name(self, template) -> str:
         return template.display_name()
 
-    @extend_schema_field(OpenApiTypes.URI)
+    @extend_schema_field(NULLABLE_URI)
     def get_preview_url(self, template) -> str | None:
         if not template.preview:
             return None

@@ -6,7 +6,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
 from django.utils.translation import gettext as _
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -26,6 +25,7 @@ from ..services import GenerationOptions, HiDreamActionRefused
 from .filters import ImageFilter, TaskFilter, TemplateFilter
 from .permissions import GENERATE, REVIEW, HiDreamPermission
 from .references import product_image, resolve_products
+from .schema import HiDreamAutoSchema
 from .serializers import (
     ApproveSerializer,
     BulkCreateSerializer,
@@ -62,7 +62,7 @@ class HiDreamViewSetMixin:
 
     permission_classes = [HiDreamPermission]
     pagination_class = HiDreamPagination
-    schema = AutoSchema()
+    schema = HiDreamAutoSchema()
     required_permissions: dict[str, str] = {}
     throttled_actions: frozenset[str] = frozenset()
 
@@ -195,6 +195,7 @@ class TaskViewSet(
                     user=request.user,
                     mask_name=mask_name,
                     idempotency_key=key,
+                    preset=data.get("preset"),
                 )
             return services.create_task_for_image(
                 options,
@@ -202,6 +203,7 @@ class TaskViewSet(
                 user=request.user,
                 mask_name=mask_name,
                 idempotency_key=key,
+                preset=data.get("preset"),
             )
 
     @staticmethod
