@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Prefetch
+from django.db.models import Count, Prefetch, Sum
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -22,13 +22,14 @@ from ..models import (
     GeneratedImage,
     HiDreamPreset,
     HiDreamTemplate,
+    ImageStatus,
     ModelImageTask,
     TaskStatus,
 )
-from ..services import HiDreamActionRefused, refresh_task, retry_task
+from ..services import HiDreamActionRefused, estimated_credits, refresh_task, retry_task
 from ..services.scheduling import enqueue_after_commit
 from . import display
-from .review import HiDreamReviewAdminMixin, can_review, review_choices
+from .review import HiDreamReviewAdminMixin, ReviewActionsMixin, can_review, review_choices
 
 GENERATE_PERMISSION = "hidream_models.generate"
 ADMIN_CSS = {"all": ("hidream_models/admin.css",)}
@@ -204,12 +205,31 @@ class ModelImageTaskAdmin(HiDreamReviewAdminMixin, admin.ModelAdmin):
         response = super().changelist_view(request, extra_context)
         context = getattr(response, "context_data", None)
         if context and "cl" in context:
+            cl = context["cl"]
             running = any(
                 task.status not in FINAL_TASK_STATUSES and task.status != TaskStatus.UNCONFIRMED
-                for task in context["cl"].result_list
+                for task in cl.result_list
             )
             context["hidream_refresh_seconds"] = 5 if running else None
+            context["hidream_totals"] = self._totals(cl.queryset)
         return response
+
+    @staticmethod
+    def _totals(queryset):
+        """Tasks, pictures asked for and stored, and credits, for the filtered period."""
+        totals = queryset.order_by().aggregate(
+            tasks=Count("pk", distinct=True), pictures=Sum("image_count")
+        )
+        pictures = totals["pictures"] or 0
+        stored = GeneratedImage.objects.filter(
+            task__in=queryset.order_by().values("pk"), status=ImageStatus.STORED
+        ).count()
+        return {
+            "tasks": totals["tasks"],
+            "pictures": pictures,
+            "stored": stored,
+            "credits": estimated_credits(pictures),
+        }
 
     # -- actions ------------------------------------------------------------------------
 
@@ -311,19 +331,27 @@ class ModelImageTaskAdmin(HiDreamReviewAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(GeneratedImage)
-class GeneratedImageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Every generated picture, filterable by status and review state."""
+class GeneratedImageAdmin(ReviewActionsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Every generated picture, filterable by status, review state and publication."""
 
     list_display = (
         "__str__",
         "status_badge",
         "review_state",
+        "published_as",
         "thumbnail",
         "width",
         "height",
         "stored_at",
     )
-    list_filter = ("status", "review_state")
+    list_filter = ("status", "review_state", "published_as")
+    actions = (
+        "approve_pictures",
+        "approve_to_gallery",
+        "approve_as_main",
+        "reject_pictures",
+        "unpublish_pictures",
+    )
     search_fields = ("=sub_task_id", "task__product_label")
     list_select_related = ("task",)
 
