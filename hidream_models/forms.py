@@ -8,6 +8,7 @@ fields.
 from __future__ import annotations
 
 from django import forms
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from .exceptions import HiDreamValidationError
@@ -67,8 +68,10 @@ class GenerateModelImagesForm(forms.Form):
         required=False,
         max_length=PROMPT_MAX_LENGTH,
         widget=forms.Textarea(attrs={"rows": 4, "maxlength": PROMPT_MAX_LENGTH}),
-        help_text=_("Describe the model and the scene, up to %(n)s characters.")
-        % {"n": PROMPT_MAX_LENGTH},
+        # format_lazy: formatting now would freeze the text in the import-time language.
+        help_text=format_lazy(
+            _("Describe the model and the scene, up to {n} characters."), n=PROMPT_MAX_LENGTH
+        ),
     )
     image_count = forms.IntegerField(
         label=_("Pictures per product"),

@@ -48,7 +48,11 @@ class ModelImageTask(models.Model):
     """One submission to HiDream: a product image turned into ``image_count`` pictures."""
 
     id = models.UUIDField(
-        primary_key=True, default=uuid.uuid4, editable=False, help_text=_("Our own task id.")
+        primary_key=True,
+        default=uuid.uuid4,
+        editable=False,
+        help_text=_("Our own task id."),
+        verbose_name=_("id"),
     )
     content_type = models.ForeignKey(
         ContentType,
@@ -56,9 +60,13 @@ class ModelImageTask(models.Model):
         null=True,
         blank=True,
         help_text=_("The model of the product this task is for."),
+        verbose_name=_("product type"),
     )
     object_id = models.CharField(
-        max_length=64, blank=True, help_text=_("The primary key of the product.")
+        max_length=64,
+        blank=True,
+        help_text=_("The primary key of the product."),
+        verbose_name=_("product id"),
     )
     product = GenericForeignKey("content_type", "object_id")
     product_label = models.CharField(
@@ -66,52 +74,78 @@ class ModelImageTask(models.Model):
         blank=True,
         db_index=True,
         help_text=_("The product's name when the task was created (for lists and search)."),
+        verbose_name=_("product label"),
     )
     batch = models.UUIDField(
         null=True,
         blank=True,
         db_index=True,
         help_text=_("Tasks created together by one action or API call share this id."),
+        verbose_name=_("batch"),
     )
 
     mode = models.CharField(
         max_length=16,
         choices=GenerationMode.choices,
         help_text=_("Generate from a template pair or from a prompt."),
+        verbose_name=_("mode"),
     )
-    prompt = models.TextField(blank=True, help_text=_("The prompt sent (prompt mode)."))
+    prompt = models.TextField(
+        blank=True, help_text=_("The prompt sent (prompt mode)."), verbose_name=_("prompt")
+    )
     human_template_id = models.CharField(
-        max_length=128, blank=True, help_text=_("HiDream human (model) template id sent.")
+        max_length=128,
+        blank=True,
+        help_text=_("HiDream human (model) template id sent."),
+        verbose_name=_("human template id"),
     )
     scene_template_id = models.CharField(
-        max_length=128, blank=True, help_text=_("HiDream scene template id sent.")
+        max_length=128,
+        blank=True,
+        help_text=_("HiDream scene template id sent."),
+        verbose_name=_("scene template id"),
     )
     custom_human_template = models.BooleanField(
-        default=False, help_text=_("Whether the human template is a custom one.")
+        default=False,
+        help_text=_("Whether the human template is a custom one."),
+        verbose_name=_("custom human template"),
     )
     image_count = models.PositiveSmallIntegerField(
-        default=1, help_text=_("How many pictures were asked for (1–4).")
+        default=1,
+        help_text=_("How many pictures were asked for (1–4)."),
+        verbose_name=_("image count"),
     )
     mask = models.FileField(
         upload_to="hidream/masks/",
         blank=True,
         max_length=500,
         help_text=_("Optional custom mask sent with the image."),
+        verbose_name=_("mask"),
     )
     source_image = models.FileField(
         upload_to="hidream/sources/",
         blank=True,
         max_length=500,
         help_text=_("Storage name of the image that was (or will be) sent."),
+        verbose_name=_("source image"),
     )
     source_url = models.URLField(
-        max_length=2000, blank=True, help_text=_("Image URL sent instead of a stored file.")
+        max_length=2000,
+        blank=True,
+        help_text=_("Image URL sent instead of a stored file."),
+        verbose_name=_("source URL"),
     )
     source_mode = models.CharField(
-        max_length=16, blank=True, help_text=_("How the image was sent: base64 or url.")
+        max_length=16,
+        blank=True,
+        help_text=_("How the image was sent: base64 or url."),
+        verbose_name=_("source mode"),
     )
     source_sha256 = models.CharField(
-        max_length=64, blank=True, help_text=_("SHA-256 of the image bytes sent.")
+        max_length=64,
+        blank=True,
+        help_text=_("SHA-256 of the image bytes sent."),
+        verbose_name=_("source SHA-256"),
     )
 
     status = models.CharField(
@@ -120,6 +154,7 @@ class ModelImageTask(models.Model):
         default=TaskStatus.QUEUED,
         db_index=True,
         help_text=_("Where the task is in its life."),
+        verbose_name=_("status"),
     )
     remote_task_id = models.CharField(
         max_length=128,
@@ -127,25 +162,40 @@ class ModelImageTask(models.Model):
         null=True,
         blank=True,
         help_text=_("HiDream's task_id, once it accepted the task."),
+        verbose_name=_("HiDream task id"),
     )
     request_id = models.CharField(
-        max_length=128, blank=True, help_text=_("HiDream's request_id of the submit.")
+        max_length=128,
+        blank=True,
+        help_text=_("HiDream's request_id of the submit."),
+        verbose_name=_("HiDream request id"),
     )
     sub_task_ids = models.JSONField(
-        default=list, blank=True, help_text=_("HiDream's sub_task_ids, one per picture.")
+        default=list,
+        blank=True,
+        help_text=_("HiDream's sub_task_ids, one per picture."),
+        verbose_name=_("HiDream sub-task ids"),
     )
     error_code = models.IntegerField(
-        null=True, blank=True, help_text=_("HiDream's business code of the last error, if any.")
+        null=True,
+        blank=True,
+        help_text=_("HiDream's business code of the last error, if any."),
+        verbose_name=_("error code"),
     )
     error_message = models.TextField(
-        blank=True, help_text=_("The last error in plain words, for staff.")
+        blank=True,
+        help_text=_("The last error in plain words, for staff."),
+        verbose_name=_("error message"),
     )
-    attempts = models.PositiveIntegerField(default=0, help_text=_("Submit attempts made so far."))
+    attempts = models.PositiveIntegerField(
+        default=0, help_text=_("Submit attempts made so far."), verbose_name=_("attempts")
+    )
     callback_token = models.CharField(
         max_length=64,
         default=new_callback_token,
         editable=False,
         help_text=_("Secret part of this task's callback URL. Never shown."),
+        verbose_name=_("callback token"),
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -154,6 +204,7 @@ class ModelImageTask(models.Model):
         blank=True,
         related_name="hidream_tasks",
         help_text=_("Who started the task."),
+        verbose_name=_("created by"),
     )
     preset = models.ForeignKey(
         "HiDreamPreset",
@@ -162,12 +213,14 @@ class ModelImageTask(models.Model):
         blank=True,
         related_name="tasks",
         help_text=_("The preset the options came from; the options themselves are kept here."),
+        verbose_name=_("preset"),
     )
     idempotency_key = models.CharField(
         max_length=255,
         blank=True,
         default="",
         help_text=_("The API client's Idempotency-Key, so a retried create returns this task."),
+        verbose_name=_("idempotency key"),
     )
     retry_of = models.ForeignKey(
         "self",
@@ -176,23 +229,43 @@ class ModelImageTask(models.Model):
         blank=True,
         related_name="retries",
         help_text=_("The task this one retries, if any."),
+        verbose_name=_("retry of"),
     )
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True, help_text=_("Created."))
-    updated_at = models.DateTimeField(auto_now=True, help_text=_("Last changed."))
+    created_at = models.DateTimeField(
+        auto_now_add=True, db_index=True, help_text=_("Created."), verbose_name=_("created at")
+    )
+    updated_at = models.DateTimeField(
+        auto_now=True, help_text=_("Last changed."), verbose_name=_("updated at")
+    )
     next_attempt_at = models.DateTimeField(
-        null=True, blank=True, help_text=_("When the next submit attempt is due.")
+        null=True,
+        blank=True,
+        help_text=_("When the next submit attempt is due."),
+        verbose_name=_("next attempt at"),
     )
     submitted_at = models.DateTimeField(
-        null=True, blank=True, help_text=_("When HiDream accepted the task.")
+        null=True,
+        blank=True,
+        help_text=_("When HiDream accepted the task."),
+        verbose_name=_("submitted at"),
     )
     last_polled_at = models.DateTimeField(
-        null=True, blank=True, help_text=_("When HiDream was last asked for the result.")
+        null=True,
+        blank=True,
+        help_text=_("When HiDream was last asked for the result."),
+        verbose_name=_("last polled at"),
     )
     last_callback_at = models.DateTimeField(
-        null=True, blank=True, help_text=_("When the last valid callback arrived.")
+        null=True,
+        blank=True,
+        help_text=_("When the last valid callback arrived."),
+        verbose_name=_("last callback at"),
     )
     finished_at = models.DateTimeField(
-        null=True, blank=True, help_text=_("When the task reached a final state.")
+        null=True,
+        blank=True,
+        help_text=_("When the task reached a final state."),
+        verbose_name=_("finished at"),
     )
 
     class Meta:
@@ -268,10 +341,15 @@ class GeneratedImage(models.Model):
         on_delete=models.CASCADE,
         related_name="images",
         help_text=_("The task this picture belongs to."),
+        verbose_name=_("task"),
     )
-    sub_task_id = models.CharField(max_length=128, help_text=_("HiDream's sub_task_id."))
+    sub_task_id = models.CharField(
+        max_length=128, help_text=_("HiDream's sub_task_id."), verbose_name=_("HiDream sub-task id")
+    )
     position = models.PositiveSmallIntegerField(
-        default=0, help_text=_("Order of the sub-task within the task.")
+        default=0,
+        help_text=_("Order of the sub-task within the task."),
+        verbose_name=_("position"),
     )
     status = models.CharField(
         max_length=16,
@@ -279,33 +357,63 @@ class GeneratedImage(models.Model):
         default=ImageStatus.PENDING,
         db_index=True,
         help_text=_("Where this picture is: generating, copying, stored or failed."),
+        verbose_name=_("status"),
     )
     remote_status = models.IntegerField(
-        null=True, blank=True, help_text=_("HiDream's task_status code for this sub-task.")
+        null=True,
+        blank=True,
+        help_text=_("HiDream's task_status code for this sub-task."),
+        verbose_name=_("remote status"),
     )
-    progress = models.FloatField(default=0.0, help_text=_("HiDream's task_completion, 0 to 1."))
+    progress = models.FloatField(
+        default=0.0, help_text=_("HiDream's task_completion, 0 to 1."), verbose_name=_("progress")
+    )
     remote_url = models.URLField(
-        max_length=2000, blank=True, help_text=_("Where HiDream serves the result.")
+        max_length=2000,
+        blank=True,
+        help_text=_("Where HiDream serves the result."),
+        verbose_name=_("HiDream URL"),
     )
     file = models.FileField(
-        upload_to="hidream/", blank=True, max_length=500, help_text=_("The copy in our storage.")
+        upload_to="hidream/",
+        blank=True,
+        max_length=500,
+        help_text=_("The copy in our storage."),
+        verbose_name=_("file"),
     )
-    width = models.PositiveIntegerField(null=True, blank=True, help_text=_("Width in pixels."))
-    height = models.PositiveIntegerField(null=True, blank=True, help_text=_("Height in pixels."))
+    width = models.PositiveIntegerField(
+        null=True, blank=True, help_text=_("Width in pixels."), verbose_name=_("width")
+    )
+    height = models.PositiveIntegerField(
+        null=True, blank=True, help_text=_("Height in pixels."), verbose_name=_("height")
+    )
     bytes = models.PositiveBigIntegerField(
-        null=True, blank=True, help_text=_("Size of the stored file in bytes.")
+        null=True,
+        blank=True,
+        help_text=_("Size of the stored file in bytes."),
+        verbose_name=_("size (bytes)"),
     )
     failure_reason = models.TextField(
-        blank=True, help_text=_("Why the picture failed, in plain words.")
+        blank=True,
+        help_text=_("Why the picture failed, in plain words."),
+        verbose_name=_("failure reason"),
     )
     download_attempts = models.PositiveIntegerField(
-        default=0, help_text=_("Download attempts made so far.")
+        default=0,
+        help_text=_("Download attempts made so far."),
+        verbose_name=_("download attempts"),
     )
     next_attempt_at = models.DateTimeField(
-        null=True, blank=True, help_text=_("When the next download attempt is due.")
+        null=True,
+        blank=True,
+        help_text=_("When the next download attempt is due."),
+        verbose_name=_("next attempt at"),
     )
     raw_result = models.JSONField(
-        default=dict, blank=True, help_text=_("HiDream's last sub-task result, as received.")
+        default=dict,
+        blank=True,
+        help_text=_("HiDream's last sub-task result, as received."),
+        verbose_name=_("raw result"),
     )
     review_state = models.CharField(
         max_length=16,
@@ -313,6 +421,7 @@ class GeneratedImage(models.Model):
         default=ReviewState.UNREVIEWED,
         db_index=True,
         help_text=_("Whether a person approved or rejected this picture."),
+        verbose_name=_("review state"),
     )
     reviewed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -321,8 +430,11 @@ class GeneratedImage(models.Model):
         blank=True,
         related_name="+",
         help_text=_("Who reviewed the picture."),
+        verbose_name=_("reviewed by"),
     )
-    reviewed_at = models.DateTimeField(null=True, blank=True, help_text=_("When it was reviewed."))
+    reviewed_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When it was reviewed."), verbose_name=_("reviewed at")
+    )
     published_as = models.CharField(
         max_length=16,
         choices=[("", _("Not published")), *PublishTarget.choices],
@@ -330,19 +442,31 @@ class GeneratedImage(models.Model):
         default="",
         db_index=True,
         help_text=_("Where the shop shows this picture: the product gallery, or as main image."),
+        verbose_name=_("published as"),
     )
     published_at = models.DateTimeField(
-        null=True, blank=True, help_text=_("When it was published.")
+        null=True,
+        blank=True,
+        help_text=_("When it was published."),
+        verbose_name=_("published at"),
     )
     publish_state = models.JSONField(
         default=dict,
         blank=True,
         help_text=_("What the publisher needs to undo the publication exactly."),
+        verbose_name=_("publish state"),
     )
-    created_at = models.DateTimeField(auto_now_add=True, help_text=_("Created."))
-    updated_at = models.DateTimeField(auto_now=True, help_text=_("Last changed."))
+    created_at = models.DateTimeField(
+        auto_now_add=True, help_text=_("Created."), verbose_name=_("created at")
+    )
+    updated_at = models.DateTimeField(
+        auto_now=True, help_text=_("Last changed."), verbose_name=_("updated at")
+    )
     stored_at = models.DateTimeField(
-        null=True, blank=True, help_text=_("When the file reached our storage.")
+        null=True,
+        blank=True,
+        help_text=_("When the file reached our storage."),
+        verbose_name=_("stored at"),
     )
 
     class Meta:
@@ -383,22 +507,36 @@ class CallbackEvent(models.Model):
         on_delete=models.CASCADE,
         related_name="callback_events",
         help_text=_("The task the callback URL named."),
+        verbose_name=_("task"),
     )
-    received_at = models.DateTimeField(auto_now_add=True, db_index=True, help_text=_("Arrival."))
+    received_at = models.DateTimeField(
+        auto_now_add=True, db_index=True, help_text=_("Arrival."), verbose_name=_("received at")
+    )
     remote_addr = models.GenericIPAddressField(
-        null=True, blank=True, help_text=_("Address the callback came from.")
+        null=True,
+        blank=True,
+        help_text=_("Address the callback came from."),
+        verbose_name=_("remote address"),
     )
     headers = models.JSONField(
-        default=dict, blank=True, help_text=_("Request headers, secrets removed.")
+        default=dict,
+        blank=True,
+        help_text=_("Request headers, secrets removed."),
+        verbose_name=_("headers"),
     )
-    body = models.TextField(blank=True, help_text=_("The body as received."))
+    body = models.TextField(
+        blank=True, help_text=_("The body as received."), verbose_name=_("body")
+    )
     outcome = models.CharField(
         max_length=16,
         choices=CallbackOutcome.choices,
         default=CallbackOutcome.RECEIVED,
         help_text=_("What processing made of it."),
+        verbose_name=_("outcome"),
     )
-    error = models.TextField(blank=True, help_text=_("Why it was invalid or failed."))
+    error = models.TextField(
+        blank=True, help_text=_("Why it was invalid or failed."), verbose_name=_("error")
+    )
 
     class Meta:
         verbose_name = _("callback event")
@@ -422,34 +560,65 @@ class HiDreamTemplate(models.Model):
     """
 
     kind = models.CharField(
-        max_length=8, choices=TemplateKind.choices, help_text=_("Human (model) or scene.")
+        max_length=8,
+        choices=TemplateKind.choices,
+        help_text=_("Human (model) or scene."),
+        verbose_name=_("kind"),
     )
-    remote_id = models.CharField(max_length=128, help_text=_("HiDream's template id."))
-    name_en = models.CharField(max_length=200, blank=True, help_text=_("English name."))
-    name_zh = models.CharField(max_length=200, blank=True, help_text=_("Chinese name."))
+    remote_id = models.CharField(
+        max_length=128, help_text=_("HiDream's template id."), verbose_name=_("HiDream id")
+    )
+    name_en = models.CharField(
+        max_length=200, blank=True, help_text=_("English name."), verbose_name=_("name (English)")
+    )
+    name_zh = models.CharField(
+        max_length=200, blank=True, help_text=_("Chinese name."), verbose_name=_("name (Chinese)")
+    )
     gender = models.CharField(
-        max_length=16, blank=True, help_text=_("Woman or Man (human templates).")
+        max_length=16,
+        blank=True,
+        help_text=_("Woman or Man (human templates)."),
+        verbose_name=_("gender"),
     )
     scenes_type = models.CharField(
-        max_length=32, blank=True, help_text=_("indoor scenes or outdoor scenes (scene templates).")
+        max_length=32,
+        blank=True,
+        help_text=_("indoor scenes or outdoor scenes (scene templates)."),
+        verbose_name=_("scene type"),
     )
-    region = models.CharField(max_length=64, blank=True, help_text=_("Region (scene templates)."))
+    region = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text=_("Region (scene templates)."),
+        verbose_name=_("region"),
+    )
     remote_preview_url = models.URLField(
-        max_length=2000, blank=True, help_text=_("HiDream's preview image URL.")
+        max_length=2000,
+        blank=True,
+        help_text=_("HiDream's preview image URL."),
+        verbose_name=_("HiDream preview URL"),
     )
     preview = models.FileField(
         upload_to="hidream/templates/",
         blank=True,
         max_length=500,
         help_text=_("The preview image, copied into the shop's storage."),
+        verbose_name=_("preview"),
     )
     is_active = models.BooleanField(
-        default=True, help_text=_("Offered by HiDream at the last sync.")
+        default=True,
+        help_text=_("Offered by HiDream at the last sync."),
+        verbose_name=_("active"),
     )
     extra = models.JSONField(
-        default=dict, blank=True, help_text=_("Every field HiDream sent, as received.")
+        default=dict,
+        blank=True,
+        help_text=_("Every field HiDream sent, as received."),
+        verbose_name=_("extra"),
     )
-    synced_at = models.DateTimeField(null=True, blank=True, help_text=_("Last seen at a sync."))
+    synced_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("Last seen at a sync."), verbose_name=_("synced at")
+    )
 
     class Meta:
         verbose_name = _("HiDream template")
@@ -490,15 +659,21 @@ class HiDreamTemplate(models.Model):
 class HiDreamPreset(models.Model):
     """Named, reusable generation settings, so a brand keeps the same model and scene."""
 
-    name = models.CharField(max_length=100, unique=True, help_text=_("Shown in pickers."))
+    name = models.CharField(
+        max_length=100, unique=True, help_text=_("Shown in pickers."), verbose_name=_("name")
+    )
     description = models.CharField(
-        max_length=300, blank=True, help_text=_("What this look is for, for colleagues.")
+        max_length=300,
+        blank=True,
+        help_text=_("What this look is for, for colleagues."),
+        verbose_name=_("description"),
     )
     mode = models.CharField(
         max_length=16,
         choices=GenerationMode.choices,
         default=GenerationMode.TEMPLATE,
         help_text=_("Generate from a template pair or from a prompt."),
+        verbose_name=_("mode"),
     )
     human_template = models.ForeignKey(
         HiDreamTemplate,
@@ -508,6 +683,7 @@ class HiDreamPreset(models.Model):
         related_name="+",
         limit_choices_to={"kind": TemplateKind.HUMAN},
         help_text=_("The model (template mode)."),
+        verbose_name=_("human template"),
     )
     scene_template = models.ForeignKey(
         HiDreamTemplate,
@@ -517,14 +693,25 @@ class HiDreamPreset(models.Model):
         related_name="+",
         limit_choices_to={"kind": TemplateKind.SCENE},
         help_text=_("The scene (template mode)."),
+        verbose_name=_("scene template"),
     )
-    prompt = models.TextField(blank=True, help_text=_("The prompt (prompt mode), ≤ 500 chars."))
+    prompt = models.TextField(
+        blank=True, help_text=_("The prompt (prompt mode), ≤ 500 chars."), verbose_name=_("prompt")
+    )
     image_count = models.PositiveSmallIntegerField(
-        default=2, help_text=_("Pictures per product (1–4).")
+        default=2,
+        help_text=_("Pictures per product (1–4)."),
+        verbose_name=_("image count"),
     )
-    is_active = models.BooleanField(default=True, help_text=_("Offered in pickers."))
-    created_at = models.DateTimeField(auto_now_add=True, help_text=_("Created."))
-    updated_at = models.DateTimeField(auto_now=True, help_text=_("Last changed."))
+    is_active = models.BooleanField(
+        default=True, help_text=_("Offered in pickers."), verbose_name=_("active")
+    )
+    created_at = models.DateTimeField(
+        auto_now_add=True, help_text=_("Created."), verbose_name=_("created at")
+    )
+    updated_at = models.DateTimeField(
+        auto_now=True, help_text=_("Last changed."), verbose_name=_("updated at")
+    )
 
     class Meta:
         verbose_name = _("generation preset")
