@@ -123,6 +123,32 @@ SETTINGS: dict[str, Setting] = {
         "credit estimate next to picture counts.",
         0,
     ),
+    "MAX_CONCURRENT_REQUESTS": Setting(
+        3,
+        int,
+        "Most HiDream API requests in flight at once, across all workers (your plan's "
+        "concurrency: 1, 3, 5, 7 or 10). 0: no limit.",
+        0,
+    ),
+    "MAX_IMAGES_PER_MINUTE": Setting(
+        100,
+        int,
+        "Most pictures submitted per rate window (a minute), across all workers; submissions "
+        "beyond it are paced, not failed. 0: no limit.",
+        0,
+    ),
+    "RATE_WINDOW": Setting(
+        60.0,
+        (int, float),
+        "Length of the rate window in seconds: HiDream's is a minute; tests shorten it.",
+        1,
+    ),
+    "RESEND_UNCONFIRMED": Setting(
+        False,
+        bool,
+        "Resend submissions whose answer never came (and that HiDream may have accepted and "
+        "billed) automatically. Off: staff decide.",
+    ),
     "API_CREATE_RATE": Setting(
         "60/min",
         (str, type(None)),
@@ -158,7 +184,7 @@ class HiDreamSettings:
         value = getattr(settings, full, spec.default)
         if value is None and not (isinstance(spec.kind, tuple) and type(None) in spec.kind):
             value = spec.default
-        if isinstance(value, bool) or not isinstance(value, spec.kind):
+        if (isinstance(value, bool) and spec.kind is not bool) or not isinstance(value, spec.kind):
             kinds = spec.kind if isinstance(spec.kind, tuple) else (spec.kind,)
             wanted = " or ".join(k.__name__ for k in kinds)
             shown = "<hidden>" if name == "API_TOKEN" else repr(value)

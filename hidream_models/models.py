@@ -243,6 +243,12 @@ class ModelImageTask(models.Model):
         help_text=_("When the next submit attempt is due."),
         verbose_name=_("next attempt at"),
     )
+    request_sent_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        verbose_name=_("request sent at"),
+        help_text=_("When the submit request last left for HiDream (set before sending)."),
+    )
     submitted_at = models.DateTimeField(
         null=True,
         blank=True,
@@ -751,3 +757,61 @@ class HiDreamPreset(models.Model):
             raise ValidationError(
                 {fields.get(key, "__all__"): messages for key, messages in exc.errors.items()}
             ) from None
+
+
+class HiDreamRequestSlot(models.Model):
+    """One of ``HIDREAM_MAX_CONCURRENT_REQUESTS`` leases on talking to HiDream.
+
+    A worker takes a free (or expired) slot with one conditional UPDATE before each API call
+    and frees it after, so the limit holds across processes and machines; a lease expires on
+    its own if its worker dies.
+    """
+
+    number = models.PositiveSmallIntegerField(
+        unique=True, verbose_name=_("number"), help_text=_("Slot number, 1 to the limit.")
+    )
+    holder = models.CharField(
+        max_length=64, blank=True, verbose_name=_("holder"), help_text=_("Who holds it now.")
+    )
+    leased_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        verbose_name=_("leased until"),
+        help_text=_("When the lease ends even if it is never freed."),
+    )
+
+    class Meta:
+        verbose_name = _("request slot")
+        verbose_name_plural = _("request slots")
+
+    def __str__(self) -> str:
+        return f"#{self.number}"
+
+
+class HiDreamRateReservation(models.Model):
+    """Pictures booked for submission at a moment, for ``HIDREAM_MAX_IMAGES_PER_MINUTE``.
+
+    Bookings may lie in the future: the pacer books each task the earliest moment its
+    pictures fit in the window, and the task is submitted then.
+    """
+
+    send_at = models.DateTimeField(
+        db_index=True, verbose_name=_("send at"), help_text=_("When the pictures are sent.")
+    )
+    pictures = models.PositiveSmallIntegerField(
+        verbose_name=_("pictures"), help_text=_("How many pictures the submission asks for.")
+    )
+    task = models.OneToOneField(
+        ModelImageTask,
+        on_delete=models.CASCADE,
+        related_name="rate_reservation",
+        verbose_name=_("task"),
+        help_text=_("The task the booking is for."),
+    )
+
+    class Meta:
+        verbose_name = _("rate reservation")
+        verbose_name_plural = _("rate reservations")
+
+    def __str__(self) -> str:
+        return f"{self.pictures} @ {self.send_at:%H:%M:%S}"

@@ -109,7 +109,14 @@ REST_FRAMEWORK = {
 # --- hidream_models ---------------------------------------------------------------------------
 # Every HIDREAM_* setting the app knows can come from the environment (or .env) by its name;
 # unset ones keep the app's defaults (hidream_models/conf.py).
-_HIDREAM_READERS = {str: env.str, int: env.int, float: env.float, list: env.list, dict: env.json}
+_HIDREAM_READERS = {
+    str: env.str,
+    int: env.int,
+    float: env.float,
+    bool: env.bool,
+    list: env.list,
+    dict: env.json,
+}
 for _name, _spec in _HIDREAM_SPECS.items():
     _key = f"HIDREAM_{_name}"
     if _key in env.ENVIRON:

@@ -8,6 +8,7 @@ Django keeps one backend instance per thread, so jobs enqueued by the live serve
 from __future__ import annotations
 
 import threading
+import time
 
 from django.tasks.backends.dummy import DummyBackend
 from django.tasks.base import TaskResultStatus
@@ -35,14 +36,25 @@ def clear_jobs() -> None:
         _jobs.clear()
 
 
-def run_jobs(limit: int = 500) -> list:
-    """Run stored jobs (and the jobs they enqueue) in FIFO order; returns their names."""
+def _due(job) -> float:
+    run_after = job.task.run_after
+    return run_after.timestamp() if run_after else 0.0
+
+
+def run_jobs(limit: int = 500, max_wait: float = 5.0) -> list:
+    """Run stored jobs (and the jobs they enqueue) like a worker: the earliest due first, in
+    FIFO order among those due, sleeping until a deferred job's ``run_after`` (at most
+    ``max_wait`` seconds at a time). Returns the names of the jobs run."""
     ran = []
     for _ in range(limit):
         with _lock:
             if not _jobs:
                 return ran
-            job = _jobs.pop(0)
+            job = min(_jobs, key=_due)
+            _jobs.remove(job)
+        wait = _due(job) - time.time()
+        if wait > 0:
+            time.sleep(min(wait, max_wait))
         job.task.call(*job.args, **job.kwargs)
         object.__setattr__(job, "status", TaskResultStatus.SUCCESSFUL)
         ran.append(job.task.name)

@@ -20,4 +20,7 @@ HIDREAM_RETRY_BACKOFF = 0.01
 HIDREAM_RETRY_BACKOFF_MAX = 0.05
 HIDREAM_CONNECT_TIMEOUT = 2.0
 HIDREAM_READ_TIMEOUT = 5.0
+# The plan limits are tested on purpose (test_limits.py); elsewhere they would only slow down.
+HIDREAM_MAX_CONCURRENT_REQUESTS = 0
+HIDREAM_MAX_IMAGES_PER_MINUTE = 0
 LOGGING = {"version": 1, "disable_existing_loggers": False}

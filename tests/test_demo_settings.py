@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = {
     str: "https://env.example.com",
     int: "4242",
+    bool: "true",
     float: "12.5",
     list: "a.com,.b.com",
     dict: '{"catalog.product": "photo"}',
@@ -55,6 +56,7 @@ def test_every_hidream_setting_comes_from_the_environment(tmp_path):
     expected = {
         str: SAMPLES[str],
         int: 4242,
+        bool: True,
         float: 12.5,
         list: ["a.com", ".b.com"],
         dict: {"catalog.product": "photo"},

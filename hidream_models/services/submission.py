@@ -1,20 +1,25 @@
 """Submitting a queued task to HiDream, exactly once.
 
 The task row is claimed under a row lock (``queued → submitting``) so two workers racing on
-one task make one HTTP submit. What happens next depends on how the call ended:
+one task make one HTTP submit. Before sending, the task books its turn with the pacer and
+takes a concurrent-request slot (``limits``); without either it goes back to the queue for
+later, using up no attempt. What happens next depends on how the call ended:
 
 - accepted: ``submitted``, with HiDream's task and sub-task ids;
 - refused by a rule, a business ``code`` or a 4xx: ``failed`` with HiDream's words;
-- never reached HiDream (connection refused, 429, 5xx): back to ``queued`` and retried later
-  with backoff, up to ``HIDREAM_MAX_ATTEMPTS``;
-- sent but unanswered (read timeout, connection cut): ``unconfirmed``. HiDream may have
-  accepted, and billed, it: it is never resent silently, a person decides (DESIGN §4).
+- throttled (429): back to the queue after ``Retry-After``, using up no attempt;
+- never reached HiDream (connection refused, 5xx): back to ``queued`` and retried later
+  with backoff and jitter, up to ``HIDREAM_MAX_ATTEMPTS``;
+- sent but unanswered (read timeout, connection cut, a 200 that is not JSON):
+  ``unconfirmed``. HiDream may have accepted, and billed, it: it is never resent silently,
+  a person decides (DESIGN §4), unless ``HIDREAM_RESEND_UNCONFIRMED`` is on.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
+import random
 from datetime import timedelta
 
 from django.core.exceptions import ImproperlyConfigured
@@ -29,6 +34,7 @@ from ..exceptions import (
     HiDreamAPIError,
     HiDreamError,
     HiDreamHTTPError,
+    HiDreamResponseError,
     HiDreamTimeoutError,
     HiDreamValidationError,
 )
@@ -36,7 +42,11 @@ from ..images import ImageProblem, prepare_source
 from ..models import GeneratedImage, ModelImageTask, TaskStatus
 from ..signals import send_after_commit, task_finished, task_submitted
 from .clients import get_client
+from .limits import book_submission, release_booking, request_slot
 from .scheduling import backoff_seconds, enqueue_after_commit
+
+# A booking this close to now is "now": not worth a round trip through the queue.
+PACING_TOLERANCE = timedelta(milliseconds=50)
 
 logger = logging.getLogger(__name__)
 
@@ -73,34 +83,86 @@ def submit_task(task_id) -> str | None:
     task = claim_for_submission(task_id)
     if task is None:
         return None
+    # Pace first: a task whose turn has not come goes back to the queue until then.
+    send_at = book_submission(task.pk, task.image_count)
+    if send_at > timezone.now() + PACING_TOLERANCE:
+        return _defer(task, send_at)
     try:
         hidream_settings.require_token()
         image = _image_value(task)
         mask = _mask_value(task)
     except (ImageProblem, ImproperlyConfigured) as exc:
+        release_booking(task.pk)
         return _fail(task, str(exc))
 
-    try:
-        with get_client() as client:
-            result = client.submit_model_image(
-                image=image,
-                mask=mask,
-                notify_url=callback_url(task),
-                **task.sent_options(),
+    with request_slot() as got_slot:
+        if not got_slot:  # all concurrent requests in use: come back in a moment
+            return _defer(task, timezone.now() + timedelta(seconds=random.uniform(0.3, 1.5)))
+        # Written before sending: a worker that dies after this line may have sent it.
+        ModelImageTask.objects.filter(pk=task.pk).update(request_sent_at=timezone.now())
+        try:
+            with get_client() as client:
+                result = client.submit_model_image(
+                    image=image,
+                    mask=mask,
+                    notify_url=callback_url(task),
+                    **task.sent_options(),
+                )
+        except HiDreamValidationError as exc:
+            release_booking(task.pk)
+            return _fail(
+                task, _("Not sent, HiDream's rules refuse it: %(error)s") % {"error": exc}
             )
-    except HiDreamValidationError as exc:
-        return _fail(task, _("Not sent, HiDream's rules refuse it: %(error)s") % {"error": exc})
-    except HiDreamTimeoutError as exc:
-        if exc.request_sent:
-            return _mark_unconfirmed(task, exc)
-        return _retry_or_fail(task, exc)
-    except HiDreamAPIError as exc:
-        return _fail(task, str(exc), code=exc.code)
-    except HiDreamError as exc:
-        if exc.transient:
+        except HiDreamTimeoutError as exc:
+            if exc.request_sent:
+                return _mark_unconfirmed(task, exc)
+            release_booking(task.pk)
             return _retry_or_fail(task, exc)
-        return _fail(task, str(exc))
+        except HiDreamHTTPError as exc:
+            release_booking(task.pk)
+            if exc.status == 429:
+                return _throttled(task, exc)
+            if exc.transient:
+                return _retry_or_fail(task, exc)
+            return _fail(task, str(exc))
+        except HiDreamAPIError as exc:
+            release_booking(task.pk)
+            return _fail(task, str(exc), code=exc.code)
+        except HiDreamResponseError as exc:
+            # HTTP 200 but no readable envelope: HiDream may well have accepted it.
+            return _mark_unconfirmed(task, exc)
+        except HiDreamError as exc:
+            if exc.transient:
+                return _retry_or_fail(task, exc)
+            return _fail(task, str(exc))
     return _record_submission(task.pk, result)
+
+
+def _defer(task: ModelImageTask, when) -> str:
+    """Back to the queue until ``when``, without using up an attempt (pacing, busy slots)."""
+    from ..tasks import submit_model_image
+
+    with transaction.atomic():
+        ModelImageTask.objects.filter(pk=task.pk).update(
+            status=TaskStatus.QUEUED,
+            attempts=max(0, task.attempts - 1),
+            next_attempt_at=when,
+            updated_at=timezone.now(),
+        )
+        enqueue_after_commit(
+            submit_model_image, str(task.pk), delay=(when - timezone.now()).total_seconds()
+        )
+    return TaskStatus.QUEUED
+
+
+def _throttled(task: ModelImageTask, exc: HiDreamHTTPError) -> str:
+    """HiDream said 429 (nothing was done): wait as it asks, without using up an attempt."""
+    delay = backoff_seconds(1, exc.retry_after) + random.uniform(0, 0.5)
+    ModelImageTask.objects.filter(pk=task.pk).update(
+        error_message=_("HiDream is throttling this account; it will be sent again.")
+    )
+    logger.info("Task %s throttled by HiDream; again in %.1f s", task.pk, delay)
+    return _defer(task, timezone.now() + timedelta(seconds=delay))
 
 
 def _image_value(task: ModelImageTask) -> str:
@@ -166,15 +228,36 @@ def _fail(task: ModelImageTask, message: str, *, code: int | None = None) -> str
 
 
 def _mark_unconfirmed(task: ModelImageTask, exc: Exception) -> str:
+    return mark_unconfirmed(task.pk, str(exc))
+
+
+def mark_unconfirmed(task_id, reason: str) -> str:
+    """The request may have reached HiDream but no answer came: never resend it silently.
+
+    With ``HIDREAM_RESEND_UNCONFIRMED`` the shop has chosen otherwise: it is queued again.
+    """
+    if hidream_settings.RESEND_UNCONFIRMED:
+        from ..tasks import submit_model_image
+
+        message = _(
+            "No answer came (%(error)s); sent again because HIDREAM_RESEND_UNCONFIRMED is on."
+        ) % {"error": reason}
+        release_booking(task_id)
+        with transaction.atomic():
+            ModelImageTask.objects.filter(pk=task_id).update(
+                status=TaskStatus.QUEUED, error_message=message, updated_at=timezone.now()
+            )
+            enqueue_after_commit(submit_model_image, str(task_id))
+        return TaskStatus.QUEUED
     message = _(
         "The request was sent but HiDream did not confirm it (%(error)s). It may still be "
         "generating, and billed. It is not resent automatically: use “Refresh” later, or "
         "“Retry” to send it again knowingly."
-    ) % {"error": exc}
-    ModelImageTask.objects.filter(pk=task.pk).update(
+    ) % {"error": reason}
+    ModelImageTask.objects.filter(pk=task_id).update(
         status=TaskStatus.UNCONFIRMED, error_message=message, updated_at=timezone.now()
     )
-    logger.warning("Task %s is unconfirmed: %s", task.pk, exc)
+    logger.warning("Task %s is unconfirmed: %s", task_id, reason)
     return TaskStatus.UNCONFIRMED
 
 
