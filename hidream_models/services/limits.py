@@ -97,7 +97,7 @@ def _ensure_slots(count: int) -> None:
     _known_slots = count
 
 
-def _lease_seconds() -> float:
+def lease_seconds() -> float:
     # Long enough for the slowest call with its in-process retries; then it frees itself.
     return (hidream_settings.CONNECT_TIMEOUT + hidream_settings.READ_TIMEOUT) * 3 + 10
 
@@ -122,7 +122,7 @@ def request_slot():
     for number in numbers:
         updated = HiDreamRequestSlot.objects.filter(
             Q(leased_until__isnull=True) | Q(leased_until__lt=now), number=number
-        ).update(holder=holder, leased_until=now + timedelta(seconds=_lease_seconds()))
+        ).update(holder=holder, leased_until=now + timedelta(seconds=lease_seconds()))
         if updated:
             taken = number
             break

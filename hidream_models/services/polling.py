@@ -32,8 +32,13 @@ from ..models import (
     TaskStatus,
 )
 from .clients import get_client
+from .limits import lease_seconds
 from .results import ApplyOutcome, apply_result, download_result, settle_status
-from .submission import submit_task
+from .scheduling import backend_can_defer, enqueue_after_commit
+from .submission import mark_unconfirmed, submit_task
+
+# How late a deferred job may be before the sweep assumes it was lost and runs the work.
+LOST_JOB_GRACE = 30
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +52,14 @@ class SyncReport:
     expired: int = 0
     resubmitted: int = 0
     downloads: int = 0
+    recovered: int = 0
     errors: int = 0
 
     def __str__(self) -> str:
         return (
             f"polled {self.polled} (changed {self.changed}), expired {self.expired}, "
             f"submissions resumed {self.resubmitted}, downloads resumed {self.downloads}, "
-            f"errors {self.errors}"
+            f"interrupted work recovered {self.recovered}, errors {self.errors}"
         )
 
 
@@ -90,7 +96,16 @@ def expire_overdue_tasks(now=None) -> int:
         "HiDream sent no result within %(minutes)s minutes (HIDREAM_TASK_DEADLINE), so the "
         "task was given up."
     ) % {"minutes": minutes}
-    expired = 0
+    expired = ModelImageTask.objects.filter(
+        status=TaskStatus.QUEUED, created_at__lt=deadline
+    ).update(
+        status=TaskStatus.FAILED,
+        finished_at=now,
+        error_message=_(
+            "Could not be sent to HiDream within %(minutes)s minutes (HIDREAM_TASK_DEADLINE)."
+        )
+        % {"minutes": minutes},
+    )
     overdue = ModelImageTask.objects.filter(
         status__in=REMOTE_TASK_STATUSES, submitted_at__lt=deadline
     ).values_list("pk", flat=True)
@@ -157,16 +172,66 @@ def sync_pass(now=None, *, limit: int = 500) -> SyncReport:
             continue
         if outcome and outcome.changed:
             report.changed += 1
+    report.recovered = recover_interrupted_work(now)
+    # Retries a deferring backend should have run by now (or that a non-deferring backend
+    # cannot run at all): run them here.
+    from ..tasks import submit_model_image
+
+    grace = timedelta(seconds=LOST_JOB_GRACE) if backend_can_defer(submit_model_image) else None
+    cutoff = now - grace if grace else now
     due_submits = ModelImageTask.objects.filter(
-        status=TaskStatus.QUEUED, next_attempt_at__lte=now
+        status=TaskStatus.QUEUED, next_attempt_at__lte=cutoff
     ).values_list("pk", flat=True)[:limit]
     for task_id in list(due_submits):
         if submit_task(task_id) is not None:
             report.resubmitted += 1
     due_downloads = GeneratedImage.objects.filter(
-        status=ImageStatus.DOWNLOADING, next_attempt_at__lte=now
+        status=ImageStatus.DOWNLOADING, next_attempt_at__lte=cutoff
     ).values_list("pk", flat=True)[:limit]
     for image_id in list(due_downloads):
         if download_result(image_id) is not None:
             report.downloads += 1
     return report
+
+
+def recover_interrupted_work(now=None) -> int:
+    """Work whose worker died (SIGKILL, OOM, deploy) stays in a busy state forever; move it on.
+
+    - ``submitting`` for longer than a request can take: if the request had left (its
+      ``request_sent_at`` is after the claim), HiDream may have it: ``unconfirmed``, never
+      resent silently. Otherwise it was never sent: back to the queue.
+    - ``downloading`` with no retry planned and no progress for as long: download again (the
+      file only reaches storage after verification, so nothing partial was kept).
+    """
+    now = now or timezone.now()
+    stale_before = now - timedelta(seconds=lease_seconds())
+    recovered = 0
+    stuck = ModelImageTask.objects.filter(
+        status=TaskStatus.SUBMITTING, updated_at__lt=stale_before
+    ).values_list("pk", "updated_at", "request_sent_at")
+    for task_id, claimed_at, sent_at in list(stuck):
+        if sent_at and sent_at >= claimed_at:
+            moved = mark_unconfirmed(
+                task_id, _("the worker stopped while waiting for HiDream's answer")
+            )
+        else:
+            from ..tasks import submit_model_image
+
+            with transaction.atomic():
+                moved = ModelImageTask.objects.filter(
+                    pk=task_id, status=TaskStatus.SUBMITTING
+                ).update(status=TaskStatus.QUEUED, updated_at=now)
+                if moved:
+                    enqueue_after_commit(submit_model_image, str(task_id))
+        recovered += bool(moved)
+    stalled = GeneratedImage.objects.filter(
+        status=ImageStatus.DOWNLOADING, next_attempt_at__isnull=True, updated_at__lt=stale_before
+    ).values_list("pk", flat=True)
+    from ..tasks import download_generated_image
+
+    for image_id in list(stalled):
+        with transaction.atomic():
+            GeneratedImage.objects.filter(pk=image_id).update(updated_at=now)
+            enqueue_after_commit(download_generated_image, image_id)
+        recovered += 1
+    return recovered

@@ -189,7 +189,7 @@ def download_result(image_id) -> str | None:
         return None
     attempts = image.download_attempts + 1
     GeneratedImage.objects.filter(pk=image.pk).update(
-        download_attempts=attempts, next_attempt_at=None
+        download_attempts=attempts, next_attempt_at=None, updated_at=timezone.now()
     )
     try:
         downloaded = download_image(image.remote_url)
