@@ -45,6 +45,23 @@ def is_public_address(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+LOCAL_NAMES = ("localhost", ".localhost", ".local", ".internal", ".lan", ".home.arpa")
+
+
+def is_public_host(host: str) -> bool:
+    """False for an IP literal that is not public and for names that are local by
+    definition (localhost, *.local, *.internal...). Other names are not resolved: that would
+    send a DNS query from inside a web request, and HiDream, not the shop, fetches them."""
+    host = host.lower().rstrip(".").strip("[]")
+    if not host:
+        return False
+    try:
+        return is_public_address(host)
+    except ValueError:
+        pass  # a name, not an address
+    return not any(host == name.lstrip(".") or host.endswith(name) for name in LOCAL_NAMES)
+
+
 def host_is_allowed(host: str, allowed: tuple[str, ...]) -> bool:
     """Exact match, or a leading-dot pattern matching the domain and its subdomains."""
     host = host.lower().rstrip(".")

@@ -17,6 +17,8 @@ from .models import GenerationMode, HiDreamPreset, HiDreamTemplate, TemplateKind
 from .rules import IMAGE_COUNT_MAX, IMAGE_COUNT_MIN, PROMPT_MAX_LENGTH
 from .services import GenerationOptions
 
+MAX_MASK_BYTES = 20 * 1024 * 1024
+
 # Serializer error keys → form fields.
 ERROR_FIELDS = {
     "template.human_template_id": "human_template",
@@ -101,6 +103,10 @@ class GenerateModelImagesForm(forms.Form):
     def clean_mask(self):
         mask = self.cleaned_data.get("mask")
         if mask:
+            if mask.size > MAX_MASK_BYTES:
+                raise forms.ValidationError(
+                    _("The mask is larger than %(n)s MB.") % {"n": MAX_MASK_BYTES // 2**20}
+                )
             try:
                 open_checked(mask, _("The mask"))
             except ImageProblem as exc:

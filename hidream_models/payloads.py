@@ -91,6 +91,21 @@ class TaskResultPayload:
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
+def strip_nul(value: Any) -> Any:
+    """The value with NUL characters replaced, in every string it holds.
+
+    PostgreSQL cannot store U+0000 in text or jsonb, so a reply or callback carrying one
+    would fail at the database instead of being kept; U+FFFD keeps the trace visible.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {strip_nul(key): strip_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [strip_nul(item) for item in value]
+    return value
+
+
 class PayloadError(ValueError):
     """The body is not one of the accepted task-result shapes; ``str()`` says why."""
 
@@ -133,7 +148,7 @@ def parse_task_result(body: Any) -> TaskResultPayload:
 
     A whole envelope with a non-zero ``code`` raises ``HiDreamAPIError`` instead.
     """
-    result = _unwrap(body)
+    result = _unwrap(strip_nul(body))
     serializer = TaskResultBodySerializer(data=result)
     if not serializer.is_valid():
         raise PayloadError(_format_errors(serializer.errors))

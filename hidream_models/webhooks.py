@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from .conf import hidream_settings
 from .exceptions import HiDreamAPIError
 from .models import CallbackEvent, CallbackOutcome, ModelImageTask, new_callback_token
-from .payloads import PayloadError, parse_task_result
+from .payloads import PayloadError, parse_task_result, strip_nul
 from .services import apply_result
 
 logger = logging.getLogger(__name__)
@@ -80,8 +80,8 @@ class HiDreamCallbackView(APIView):
         event = CallbackEvent.objects.create(
             task_id=task.pk,
             remote_addr=request.META.get("REMOTE_ADDR") or None,
-            headers=_clean_headers(request),
-            body=raw.decode("utf-8", errors="replace"),
+            headers=strip_nul(_clean_headers(request)),
+            body=raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
         )
         try:
             body = json.loads(raw)

@@ -7,12 +7,14 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+from urllib.parse import urlsplit
 
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from ..downloads import is_public_host
 from ..images import ImageProblem, open_checked
 from ..models import (
     GeneratedImage,
@@ -58,6 +60,13 @@ class ImageInputField(serializers.Field):
             if len(value) > limit:
                 raise serializers.ValidationError(
                     _("The URL is longer than %(n)s characters.") % {"n": limit}
+                )
+            if not is_public_host(urlsplit(value).hostname or ""):
+                raise serializers.ValidationError(
+                    _(
+                        "The URL points at a private, loopback or link-local address; give "
+                        "one HiDream can reach on the internet, or upload the file."
+                    )
                 )
             return ("url", value)
         try:

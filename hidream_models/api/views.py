@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
 from django.utils.translation import gettext as _
@@ -14,6 +15,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import APIException
 from rest_framework.filters import OrderingFilter
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -27,6 +29,7 @@ from .permissions import GENERATE, REVIEW, HiDreamPermission
 from .references import product_image, resolve_products
 from .schema import HiDreamAutoSchema
 from .serializers import (
+    MAX_UPLOAD_BYTES,
     ApproveSerializer,
     BulkCreateSerializer,
     BulkResultSerializer,
@@ -38,6 +41,9 @@ from .serializers import (
     TemplateSerializer,
 )
 from .throttling import HiDreamCreateThrottle
+
+# An image and a mask at their largest, base64-encoded, plus room for the rest.
+MAX_BODY_BYTES = MAX_UPLOAD_BYTES * 3 + 1024 * 1024
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -57,14 +63,40 @@ class HiDreamPagination(PageNumberPagination):
     max_page_size = 200
 
 
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The request body is too large."
+    default_code = "payload_too_large"
+
+
 class HiDreamViewSetMixin:
-    """What every API view shares: permissions, pagination, the OpenAPI schema class."""
+    """What every API view shares: permissions, pagination, the OpenAPI schema class, and a
+    413 (not a 400 or 500) for bodies over the size limit."""
 
     permission_classes = [HiDreamPermission]
     pagination_class = HiDreamPagination
     schema = HiDreamAutoSchema()
     required_permissions: dict[str, str] = {}
     throttled_actions: frozenset[str] = frozenset()
+
+    def initial(self, request, *args, **kwargs):
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        if declared > MAX_BODY_BYTES:
+            raise PayloadTooLarge(
+                _("The request body is %(n)s bytes; the limit is %(max)s.")
+                % {"n": declared, "max": MAX_BODY_BYTES}
+            )
+        super().initial(request, *args, **kwargs)
+
+    def handle_exception(self, exc):
+        if isinstance(exc, RequestDataTooBig):  # Django's own limit on non-file fields
+            exc = PayloadTooLarge(
+                _("The request body is larger than the server accepts: %(error)s") % {"error": exc}
+            )
+        return super().handle_exception(exc)
 
     def get_throttles(self):
         if self.action in self.throttled_actions:

@@ -110,9 +110,7 @@ def submit_task(task_id) -> str | None:
                 )
         except HiDreamValidationError as exc:
             release_booking(task.pk)
-            return _fail(
-                task, _("Not sent, HiDream's rules refuse it: %(error)s") % {"error": exc}
-            )
+            return _fail(task, _("Not sent, HiDream's rules refuse it: %(error)s") % {"error": exc})
         except HiDreamTimeoutError as exc:
             if exc.request_sent:
                 return _mark_unconfirmed(task, exc)

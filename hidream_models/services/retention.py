@@ -1,0 +1,73 @@
+"""Retention: forget what is no longer useful, never what the shop shows.
+
+``purge(older_than)`` deletes callback events older than the cut-off, and failed tasks
+created before it together with their files. A task with a published picture is never
+deleted, nor is a product's own photo (only uploads the app stored itself are removed).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from ..conf import hidream_settings
+from ..models import CallbackEvent, GeneratedImage, ModelImageTask, TaskStatus
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class PurgeReport:
+    """How much a purge removed (or would remove, on a dry run)."""
+
+    callback_events: int = 0
+    tasks: int = 0
+    files: int = 0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.callback_events} callback events, {self.tasks} failed tasks, "
+            f"{self.files} files"
+        )
+
+
+def _own_upload(name: str) -> bool:
+    """Files the app stored itself (uploads, masks), as opposed to the shop's product photos."""
+    prefix = hidream_settings.STORAGE_PREFIX.rstrip("/") + "/"
+    return bool(name) and name.startswith((prefix + "sources/", prefix + "masks/"))
+
+
+def purge(older_than: datetime, *, dry_run: bool = False) -> PurgeReport:
+    """Delete callback events and failed tasks older than ``older_than`` (see module doc)."""
+    report = PurgeReport()
+    events = CallbackEvent.objects.filter(received_at__lt=older_than)
+    tasks = (
+        ModelImageTask.objects.filter(status=TaskStatus.FAILED, created_at__lt=older_than)
+        .exclude(images__published_as__gt="")
+        .distinct()
+    )
+    files = [
+        name
+        for name in GeneratedImage.objects.filter(task__in=tasks).values_list("file", flat=True)
+        if name
+    ]
+    for source, mask in tasks.values_list("source_image", "mask"):
+        files += [name for name in (source, mask) if _own_upload(name)]
+    report.callback_events = events.count()
+    report.tasks = tasks.count()
+    report.files = len(files)
+    if dry_run:
+        return report
+    with transaction.atomic():
+        events.delete()
+        ModelImageTask.objects.filter(pk__in=list(tasks.values_list("pk", flat=True))).delete()
+    for name in files:  # after the commit: a failed delete leaves a file, never a dangling row
+        try:
+            default_storage.delete(name)
+        except OSError as exc:
+            logger.warning("Could not delete %s: %s", name, exc)
+    return report
