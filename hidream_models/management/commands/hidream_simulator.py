@@ -3,8 +3,11 @@
 A thin wrapper around :class:`hidream_models.simulator.HiDreamSimulator`; point
 ``HIDREAM_BASE_URL`` at the printed address. It listens on loopback only unless
 ``--allow-remote`` is given, because it fetches any URL it is sent and serves uploads back.
+The "fault injection" options make it misbehave like a bad day at HiDream; they set the
+fields of ``simulator.faults`` (see ``hidream_models/simulator/faults.py``).
 """
 
+import dataclasses
 import logging
 import os
 import sys
@@ -12,6 +15,33 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from hidream_models.simulator import HiDreamSimulator
+from hidream_models.simulator.faults import CALLBACK_MODES, PATH_KINDS, RESULT_FAULTS, Faults
+
+FAULT_OPTIONS = {  # option dest -> Faults field
+    "latency": "latency",
+    "result_latency": "result_latency",
+    "fail_next": "fail_count",
+    "fail_status": "fail_status",
+    "fail_body": "fail_body",
+    "fail_kind": "fail_kind",
+    "fail_retry_after": "fail_retry_after",
+    "garbage_next": "garbage_count",
+    "garbage_kind": "garbage_kind",
+    "drop_kind": "drop_kind",
+    "throttle_images": "throttle_images",
+    "throttle_window": "throttle_window",
+    "max_concurrent": "max_concurrent",
+    "business_error_next": "business_error_count",
+    "business_error_code": "business_error_code",
+    "business_error_message": "business_error_message",
+    "callback_mode": "callback_mode",
+    "callback_repeat": "callback_repeat",
+    "result_fault": "result_fault",
+    "result_fault_count": "result_fault_count",
+    "expire_after_first": "expire_after_first",
+    "oversize_bytes": "oversize_bytes",
+    "slow_seconds": "slow_seconds",
+}
 
 DEFAULT_TOKEN = "sim-token"  # noqa: S105 - the simulator's public default, not a secret
 
@@ -52,6 +82,176 @@ class Command(BaseCommand):
         parser.add_argument(
             "--allow-remote", action="store_true", help="allow listening on a non-loopback address"
         )
+        self._add_fault_arguments(parser)
+
+    @staticmethod
+    def _add_fault_arguments(parser) -> None:
+        defaults = Faults()
+        kinds = {"choices": PATH_KINDS, "default": None}
+        group = parser.add_argument_group(
+            "fault injection",
+            "Make the simulator misbehave. API requests are submit, results and templates "
+            "calls; 'N' counts are used up one request at a time.",
+        )
+        add = group.add_argument
+        add(
+            "--latency",
+            type=float,
+            default=0.0,
+            metavar="S",
+            help="seconds added before answering every API request (default 0)",
+        )
+        add(
+            "--result-latency",
+            type=float,
+            default=0.0,
+            metavar="S",
+            help="seconds added before serving result pictures and previews (default 0)",
+        )
+        add(
+            "--fail-next",
+            type=int,
+            default=0,
+            metavar="N",
+            help="the next N API requests answer --fail-status with an error page",
+        )
+        add(
+            "--fail-status",
+            type=int,
+            default=defaults.fail_status,
+            metavar="CODE",
+            help="HTTP status of --fail-next, 400-599 (default 503)",
+        )
+        add(
+            "--fail-body",
+            choices=("html", "json"),
+            default="html",
+            help="--fail-next body: an nginx-like HTML page (default) or the JSON envelope",
+        )
+        add("--fail-kind", **kinds, help="only fail requests of this kind (default: any)")
+        add(
+            "--fail-retry-after",
+            type=int,
+            default=None,
+            metavar="S",
+            help="send 'Retry-After: S' with the --fail-next replies",
+        )
+        add(
+            "--garbage-next",
+            type=int,
+            default=0,
+            metavar="N",
+            help="the next N API requests answer 200 with a text/html page, not JSON",
+        )
+        add("--garbage-kind", **kinds, help="only garble requests of this kind (default: any)")
+        add(
+            "--drop-next",
+            type=int,
+            default=0,
+            metavar="N",
+            help="read the next N API requests, then close the socket without a reply "
+            "(a dropped submit creates no task)",
+        )
+        add(
+            "--drop-after-accept",
+            action="store_true",
+            help="with --drop-next: drop the replies of the next N submits instead, after "
+            "their task was created (it finishes and calls back: a lost reply)",
+        )
+        add("--drop-kind", **kinds, help="only drop requests of this kind (default: any)")
+        add(
+            "--throttle-images",
+            type=int,
+            default=None,
+            metavar="N",
+            help="at most N pictures (sum of image_count) per --throttle-window; more gets "
+            "HTTP 429 with Retry-After (default: no limit)",
+        )
+        add(
+            "--throttle-window",
+            type=float,
+            default=defaults.throttle_window,
+            metavar="S",
+            help="the window of --throttle-images in seconds (default 60)",
+        )
+        add(
+            "--max-concurrent",
+            type=int,
+            default=None,
+            metavar="N",
+            help="at most N API requests in flight; more gets HTTP 429 with Retry-After: 1 "
+            "(default: no limit)",
+        )
+        add(
+            "--business-error-next",
+            type=int,
+            default=0,
+            metavar="N",
+            help="the next N submits answer HTTP 200 with a business error code",
+        )
+        add(
+            "--business-error-code",
+            type=int,
+            default=defaults.business_error_code,
+            metavar="CODE",
+            help="the code of --business-error-next (default 3005)",
+        )
+        add(
+            "--business-error-message",
+            default=defaults.business_error_message,
+            metavar="TEXT",
+            help=f"its message (default '{defaults.business_error_message}')",
+        )
+        add(
+            "--callback-mode",
+            choices=CALLBACK_MODES,
+            default="normal",
+            help="normal; lost: never sent; duplicate: delivered --callback-repeat times; "
+            "out_of_order: a stale 'processing' callback after the final one; early: the "
+            "task finishes at once and calls back before the submit reply; "
+            "concurrent_duplicates: --callback-repeat deliveries in parallel",
+        )
+        add(
+            "--callback-repeat",
+            type=int,
+            default=defaults.callback_repeat,
+            metavar="K",
+            help="deliveries for duplicate and concurrent_duplicates (default 3)",
+        )
+        add(
+            "--result-fault",
+            choices=RESULT_FAULTS,
+            default=None,
+            help="serve result pictures badly: expired (404), html (a web page), oversize "
+            "(padded to --oversize-bytes), bomb (a PNG claiming 30000x30000 px), slow "
+            "(trickled over --slow-seconds), redirect_private (302 to http://10.0.0.1/x.jpg)",
+        )
+        add(
+            "--result-fault-count",
+            type=int,
+            default=None,
+            metavar="K",
+            help="only the first K pictures of each task are bad (default: all)",
+        )
+        add(
+            "--expire-after-first",
+            action="store_true",
+            help="with --result-fault expired: each picture can be fetched once, then 404",
+        )
+        add(
+            "--oversize-bytes",
+            type=int,
+            default=defaults.oversize_bytes,
+            metavar="N",
+            help="size of the oversize reply in bytes (default 40 MiB)",
+        )
+        add(
+            "--slow-seconds",
+            type=float,
+            default=defaults.slow_seconds,
+            metavar="S",
+            help="how long the slow reply takes (default 5)",
+        )
 
     def handle(self, *args, **options):
         if options["delay"] < 0:
@@ -79,12 +279,19 @@ class Command(BaseCommand):
                 f"cannot listen on {options['host']}:{options['port']}: {exc}"
             ) from exc
         simulator.send_callbacks = not options["no_callbacks"]
+        try:
+            faults = self._set_faults(simulator, options)
+        except ValueError as exc:
+            simulator.stop()
+            raise CommandError(f"invalid fault option: {exc}") from exc
         # Never print the token itself, only where it came from.
         self.stdout.write(f"HiDream simulator listening on {simulator.base_url}")
         self.stdout.write(
             f"  token: from {source}; tasks finish after {options['delay']:g} s; "
             f"callbacks {'off' if options['no_callbacks'] else 'on'}"
         )
+        if faults:
+            self.stdout.write("  faults: " + ", ".join(f"{k}={v!r}" for k, v in faults.items()))
         self.stdout.write("  Press Ctrl-C to stop.")
         try:
             simulator.serve_forever()
@@ -92,6 +299,24 @@ class Command(BaseCommand):
             self.stdout.write("Stopping the simulator.")
         finally:
             simulator.stop()
+
+    @staticmethod
+    def _set_faults(simulator: HiDreamSimulator, options: dict) -> dict:
+        """Apply the fault options; return the fields that differ from the defaults."""
+        changes = {field: options[dest] for dest, field in FAULT_OPTIONS.items()}
+        if options["drop_after_accept"]:
+            if options["drop_kind"] not in (None, "submit"):
+                raise ValueError("--drop-after-accept only applies to submits")
+            changes["drop_after_accept"] = options["drop_next"]
+        else:
+            changes["drop_before_accept"] = options["drop_next"]
+        faults = simulator.set_faults(**changes)
+        defaults = Faults()
+        return {
+            item.name: getattr(faults, item.name)
+            for item in dataclasses.fields(Faults)
+            if getattr(faults, item.name) != getattr(defaults, item.name)
+        }
 
     @staticmethod
     def _log_to_stderr(level: int) -> None:
