@@ -30,7 +30,7 @@ from .exceptions import (
     HiDreamTimeoutError,
     HiDreamTransportError,
 )
-from .payloads import PayloadError, TaskResultPayload, parse_task_result, strip_nul
+from .payloads import PayloadError, TaskResultPayload, loads_json, parse_task_result
 from .rules import validate_model_image_request
 
 logger = logging.getLogger(__name__)
@@ -253,7 +253,7 @@ class HiDreamClient:
                 retry_after=_retry_after(response.headers.get("Retry-After")),
             )
         try:
-            envelope = strip_nul(response.json())
+            envelope = loads_json(response.content)
         except ValueError:
             raise HiDreamResponseError(
                 _(

@@ -11,6 +11,7 @@ wants. The token is a secret: its value never appears in a message or a ``repr``
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -191,6 +192,8 @@ class HiDreamSettings:
             raise ImproperlyConfigured(
                 f"{full} must be a {wanted}, got {type(value).__name__} {shown}."
             )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ImproperlyConfigured(f"{full} must be a finite number, got {value!r}.")
         if spec.minimum is not None and value is not None and value < spec.minimum:
             raise ImproperlyConfigured(f"{full} must be at least {spec.minimum}, got {value!r}.")
         if spec.choices is not None and value not in spec.choices:

@@ -9,6 +9,7 @@ by Pillow before anyone stores it. No API token is ever sent with a download.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 import tempfile
 from collections.abc import Callable
@@ -58,7 +59,14 @@ def is_public_host(host: str) -> bool:
     try:
         return is_public_address(host)
     except ValueError:
-        pass  # a name, not an address
+        pass  # a name, or an IPv4 address in one of the older spellings below
+    if re.fullmatch(r"[0-9a-fx.]+", host):
+        # "127.1", "2130706433", "0x7f000001", "017700000001": all 127.0.0.1 to the C
+        # resolver HiDream's fetcher may use, so read them the way inet_aton does.
+        try:
+            return is_public_address(socket.inet_ntoa(socket.inet_aton(host)))
+        except OSError:
+            return False
     return not any(host == name.lstrip(".") or host.endswith(name) for name in LOCAL_NAMES)
 
 

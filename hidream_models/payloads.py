@@ -9,6 +9,8 @@ are kept in ``raw`` so nothing HiDream sends is lost.
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +19,6 @@ from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from .exceptions import HiDreamAPIError
-from .rules import StrictIntegerField
 
 # task_status values per sub-task (API-REFERENCE §3).
 STATUS_QUEUED = 0
@@ -46,13 +47,37 @@ def is_success_status(code: int) -> bool:
     return code == STATUS_DONE
 
 
+class JSONIntegerField(serializers.IntegerField):
+    """A JSON integer and nothing else: no "1", no 1.0, no true (HiDream sends numbers)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class JSONStringField(serializers.CharField):
+    """A JSON string and nothing else: a number is a different id, not this one."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+# The range a database integer column holds: a larger status would fail at the database.
+INT32 = {"min_value": -(2**31), "max_value": 2**31 - 1}
+
+
 class SubTaskResultSerializer(serializers.Serializer):
     """One item of ``sub_task_results``; extra fields are tolerated (and kept by the caller)."""
 
-    sub_task_id = serializers.CharField(max_length=128)
-    task_status = StrictIntegerField()
+    sub_task_id = JSONStringField(max_length=128)
+    task_status = JSONIntegerField(**INT32)
     task_completion = serializers.FloatField(required=False, default=0.0)
-    image = serializers.CharField(required=False, allow_blank=True, allow_null=True, default="")
+    image = serializers.CharField(
+        required=False, allow_blank=True, allow_null=True, default="", max_length=2000
+    )
     description = serializers.CharField(
         required=False, allow_blank=True, allow_null=True, default=""
     )
@@ -61,8 +86,8 @@ class SubTaskResultSerializer(serializers.Serializer):
 class TaskResultBodySerializer(serializers.Serializer):
     """The ``result`` object: an optional task id and the list of sub-task results."""
 
-    task_id = serializers.CharField(required=False, max_length=128)
-    main_task_id = serializers.CharField(required=False, max_length=128)
+    task_id = JSONStringField(required=False, max_length=128)
+    main_task_id = JSONStringField(required=False, max_length=128)
     sub_task_results = SubTaskResultSerializer(many=True, allow_empty=True)
 
 
@@ -91,19 +116,33 @@ class TaskResultPayload:
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
-def strip_nul(value: Any) -> Any:
-    """The value with NUL characters replaced, in every string it holds.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
-    PostgreSQL cannot store U+0000 in text or jsonb, so a reply or callback carrying one
-    would fail at the database instead of being kept; U+FFFD keeps the trace visible.
+
+def strip_nul(value: Any) -> Any:
+    """The value with unstorable characters replaced, in every string it holds.
+
+    PostgreSQL cannot store U+0000, nor the lone surrogates a JSON ``\\ud83d`` escape
+    produces, in text or jsonb: a reply or callback carrying one would fail at the database
+    instead of being kept. U+FFFD keeps the trace visible.
     """
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
+        return _UNSTORABLE.sub("\ufffd", value)
     if isinstance(value, dict):
         return {strip_nul(key): strip_nul(item) for key, item in value.items()}
     if isinstance(value, list):
         return [strip_nul(item) for item in value]
     return value
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def loads_json(raw: bytes | str) -> Any:
+    """``json.loads`` that refuses NaN and Infinity (not JSON; no database stores them in
+    jsonb) and keeps only what can be stored (``strip_nul``)."""
+    return strip_nul(json.loads(raw, parse_constant=_refuse_constant))
 
 
 class PayloadError(ValueError):

@@ -23,7 +23,7 @@ from rest_framework.views import APIView
 from .conf import hidream_settings
 from .exceptions import HiDreamAPIError
 from .models import CallbackEvent, CallbackOutcome, ModelImageTask, new_callback_token
-from .payloads import PayloadError, parse_task_result, strip_nul
+from .payloads import PayloadError, loads_json, parse_task_result, strip_nul
 from .services import apply_result
 
 logger = logging.getLogger(__name__)
@@ -38,8 +38,18 @@ def _clean_headers(request) -> dict[str, str]:
     }
 
 
-def _error(status: int, message: str) -> JsonResponse:
-    return JsonResponse({"ok": False, "error": message}, status=status)
+def _error(request, status: int, message: str, *, token_is_valid: bool) -> JsonResponse:
+    response = JsonResponse({"ok": False, "error": message}, status=status)
+    # Django would log "Bad Request: /hidream/callback/<task>/<token>/" (and e-mail a 500).
+    # A valid token is the only key to the URL, so log our own line with it masked; a
+    # wrong one is no secret, and logging it shows who is probing.
+    path = request.path
+    if token_is_valid:
+        path = path.rstrip("/").rsplit("/", 1)[0] + "/***/"
+    response._has_been_logged = True
+    log = logger.error if status >= 500 else logger.warning
+    log("HiDream callback %s answered %s: %s", path, status, message)
+    return response
 
 
 @method_decorator(transaction.non_atomic_requests, name="dispatch")
@@ -54,28 +64,32 @@ class HiDreamCallbackView(APIView):
     permission_classes = [AllowAny]
     throttle_classes: list = []
     http_method_names = ["post", "options"]
+    schema = None  # HiDream's endpoint, not part of the shop's API schema
 
     def post(self, request, task_id, token):
         task = ModelImageTask.objects.filter(pk=task_id).only("pk", "callback_token").first()
         expected = task.callback_token if task else _DUMMY_TOKEN
         # Constant-time compare either way, so timing tells nothing about which part was wrong.
         if not hmac.compare_digest(expected.encode(), str(token).encode()) or task is None:
-            return _error(404, _("Not found."))
+            return _error(request, 404, _("Not found."), token_is_valid=False)
+
+        def _rejected(status: int, message: str) -> JsonResponse:
+            return _error(request, status, message, token_is_valid=True)
 
         limit = hidream_settings.MAX_CALLBACK_BYTES
         try:
             declared = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
-            return _error(400, _("Invalid Content-Length header."))
+            return _rejected(400, _("Invalid Content-Length header."))
         if declared > limit:
-            return _error(
+            return _rejected(
                 413,
                 _("Body too large: %(n)s bytes; the limit is %(max)s.")
                 % {"n": declared, "max": limit},
             )
         raw = request._request.read(limit + 1)
         if len(raw) > limit:
-            return _error(413, _("Body too large: the limit is %(max)s bytes.") % {"max": limit})
+            return _rejected(413, _("Body too large: the limit is %(max)s bytes.") % {"max": limit})
 
         event = CallbackEvent.objects.create(
             task_id=task.pk,
@@ -84,7 +98,7 @@ class HiDreamCallbackView(APIView):
             body=raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
         )
         try:
-            body = json.loads(raw)
+            body = loads_json(raw)
             payload = parse_task_result(body)
             outcome = apply_result(task.pk, payload, source="callback")
         except (ValueError, PayloadError, HiDreamAPIError) as exc:
@@ -92,12 +106,12 @@ class HiDreamCallbackView(APIView):
             message = _describe(exc)
             event.outcome, event.error = CallbackOutcome.INVALID, message
             event.save(update_fields=["outcome", "error"])
-            return _error(400, message)
+            return _rejected(400, message)
         except Exception as exc:
             logger.exception("Applying callback %s for task %s failed", event.pk, task.pk)
             event.outcome, event.error = CallbackOutcome.ERROR, f"{type(exc).__name__}: {exc}"
             event.save(update_fields=["outcome", "error"])
-            return _error(500, _("The callback could not be applied; it was stored."))
+            return _rejected(500, _("The callback could not be applied; it was stored."))
         event.outcome = CallbackOutcome.APPLIED if outcome.changed else CallbackOutcome.UNCHANGED
         event.save(update_fields=["outcome"])
         return JsonResponse({"ok": True, "status": outcome.status})

@@ -104,7 +104,27 @@ STATIC_ROOT = VAR_DIR / "static"
 MEDIA_URL = env.str("MEDIA_URL", default="/media/")
 MEDIA_ROOT = env.path("MEDIA_ROOT", default=VAR_DIR / "media")
 
-TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+# Background jobs: the database worker by default (make demo), Celery on Redis to scale out.
+TASKS_BACKEND = env.str("TASKS_BACKEND", default="database")
+if TASKS_BACKEND == "celery":
+    TASKS = {
+        "default": {
+            "BACKEND": "django_tasks_celery.CeleryBackend",
+            "OPTIONS": {"CELERY_APP": "shop_demo.celery.app"},
+        }
+    }
+    CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
+    CELERY_TASK_ACKS_LATE = True  # a job whose worker dies is delivered again
+    CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+    CELERY_TIMEZONE = TIME_ZONE
+    # The app never reads job results (its state lives in its own tables): no result backend.
+    SILENCED_SYSTEM_CHECKS = ["django_tasks_celery.W001", "django_tasks_celery.W002"]
+elif TASKS_BACKEND == "database":
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+else:
+    raise environ.ImproperlyConfigured(
+        f"TASKS_BACKEND must be 'database' or 'celery', not {TASKS_BACKEND!r}."
+    )
 
 REST_FRAMEWORK = {
     # Token first, so an anonymous API call gets 401 with "WWW-Authenticate: Token".

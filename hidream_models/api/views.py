@@ -162,9 +162,9 @@ class TaskViewSet(
     )
     def create(self, request, *args, **kwargs):
         key = request.headers.get("Idempotency-Key", "").strip()
-        if len(key) > 255:
+        if len(key) > 255 or not key.isprintable():
             return Response(
-                {"Idempotency-Key": [_("At most 255 characters.")]},
+                {"Idempotency-Key": [_("At most 255 printable characters.")]},
                 status=status.HTTP_400_BAD_REQUEST,
             )
         if key:

@@ -30,8 +30,7 @@ class PurgeReport:
 
     def __str__(self) -> str:
         return (
-            f"{self.callback_events} callback events, {self.tasks} failed tasks, "
-            f"{self.files} files"
+            f"{self.callback_events} callback events, {self.tasks} failed tasks, {self.files} files"
         )
 
 
@@ -55,8 +54,18 @@ def purge(older_than: datetime, *, dry_run: bool = False) -> PurgeReport:
         for name in GeneratedImage.objects.filter(task__in=tasks).values_list("file", flat=True)
         if name
     ]
-    for source, mask in tasks.values_list("source_image", "mask"):
-        files += [name for name in (source, mask) if _own_upload(name)]
+    uploads = {
+        name
+        for pair in tasks.values_list("source_image", "mask")
+        for name in pair
+        if _own_upload(name)
+    }
+    # A retry reuses its original's upload: keep any file a surviving task still names.
+    kept = ModelImageTask.objects.exclude(pk__in=tasks.values("pk"))
+    still_used = set(
+        kept.filter(source_image__in=uploads).values_list("source_image", flat=True)
+    ) | set(kept.filter(mask__in=uploads).values_list("mask", flat=True))
+    files += sorted(uploads - still_used)
     report.callback_events = events.count()
     report.tasks = tasks.count()
     report.files = len(files)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 from django.core.management.base import BaseCommand, CommandError
@@ -21,9 +22,14 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true", help="Only count.")
 
     def handle(self, *args, older_than, dry_run=False, **options):
-        if older_than < 0:
-            raise CommandError("--older-than must be 0 or more days.")
-        cutoff = timezone.now() - timedelta(days=older_than)
+        if not math.isfinite(older_than) or older_than < 0:
+            raise CommandError("--older-than must be a number of days, 0 or more.")
+        try:
+            cutoff = timezone.now() - timedelta(days=older_than)
+        except (OverflowError, ValueError):
+            raise CommandError(
+                f"--older-than {older_than:g} days reaches before the calendar begins."
+            ) from None
         report = purge(cutoff, dry_run=dry_run)
         verb = "would delete" if dry_run else "deleted"
         self.stdout.write(f"hidream_purge: {verb} {report}")
