@@ -13,7 +13,7 @@ FIND_PYTHON = for c in "$(PYTHON)" python3.13 python3.12 \
 	  "$$c" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { command -v "$$c"; break; }; \
 	done
 
-.PHONY: help venv test lint demo clean
+.PHONY: help venv test lint demo clean test-celery
 
 help:
 	@echo "make demo   run the demo shop on http://127.0.0.1:8000 (admin / admin)"
@@ -50,3 +50,17 @@ clean:
 
 demo: $(STAMP)
 	$(PY) manage.py run_demo
+
+# `make bench`: the benchmarks (benchmarks/, docs/performance.md); BENCH_ARGS="--only 1,6".
+.PHONY: bench
+bench: $(STAMP)
+	$(PY) -m benchmarks $(BENCH_ARGS)
+
+# Two Celery workers on Redis and PostgreSQL run 200 tasks through the simulator, exactly once.
+CELERY_DB ?= hidream_celery_$(shell echo $$PPID)
+test-celery: $(STAMP)
+	@pg_isready -h 127.0.0.1 -p 5432 -q || { echo "PostgreSQL is not running on 127.0.0.1:5432" >&2; exit 1; }
+	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || { echo "Redis is not running on 127.0.0.1:6379" >&2; exit 1; }
+	DJANGO_SETTINGS_MODULE=tests.settings_celery \
+	DATABASE_URL=postgres://postgres@127.0.0.1:5432/$(CELERY_DB) \
+	$(PY) -m pytest tests/scale -m celery -p no:cacheprovider -s $(PYTEST_ARGS)

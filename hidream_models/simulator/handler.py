@@ -109,11 +109,24 @@ class Handler(BaseHTTPRequestHandler):
             return self._json(404, envelope(CODE_NOT_FOUND, f"no such endpoint: {path[:100]}"))
         if method != allowed:
             return self._json(405, envelope(CODE_METHOD_NOT_ALLOWED, f"use {allowed}"))
-        too_many = sim._enter_api()  # in flight from arrival to reply
+        too_many = sim._enter_api()  # in flight from arrival until the reply goes out
+        self._api_sim = sim
         try:
             self._faulty_api(sim, PATH_KIND[path], path, query, too_many)
         finally:
+            self._leave_api()
+
+    def _leave_api(self) -> None:
+        sim, self._api_sim = getattr(self, "_api_sim", None), None
+        if sim is not None:
             sim._leave_api()
+
+    def end_headers(self) -> None:
+        # Leave *before* the reply reaches the client: a client that sends its next request
+        # as soon as it has this answer must not find this one still counted (as HiDream's
+        # own accounting would not).
+        self._leave_api()
+        super().end_headers()
 
     def _faulty_api(
         self, sim: "HiDreamSimulator", kind: str, path: str, query: dict, too_many: bool
