@@ -64,3 +64,11 @@ test-celery: $(STAMP)
 	DJANGO_SETTINGS_MODULE=tests.settings_celery \
 	DATABASE_URL=postgres://postgres@127.0.0.1:5432/$(CELERY_DB) \
 	$(PY) -m pytest tests/scale -m celery -p no:cacheprovider -s $(PYTEST_ARGS)
+
+# `make screenshots`: the real-browser walk (tests/browser) photographs every step into
+# docs/screenshots/NN-name.png. Needs Debian's Chromium (apt-get install -y chromium).
+.PHONY: screenshots
+screenshots: $(STAMP)
+	@[ -x /usr/bin/chromium ] || { echo "ERROR: make screenshots needs Chromium at /usr/bin/chromium: apt-get install -y chromium" >&2; exit 1; }
+	SCREENSHOTS=1 $(PY) -m pytest -p no:cacheprovider \
+	  "tests/browser/test_browser_flow.py::test_browser_flow_from_products_to_the_storefront"

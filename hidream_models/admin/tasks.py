@@ -59,7 +59,7 @@ class CallbackEventInline(ReadOnlyAdminMixin, admin.TabularInline):
             text = json.dumps(json.loads(event.body), ensure_ascii=False, indent=2)
         except ValueError:
             text = event.body
-        return format_html('<pre class="hidream-raw">{}</pre>', text[:5000])
+        return format_html('<pre class="hidream-raw" tabindex="0">{}</pre>', text[:5000])
 
 
 @admin.register(ModelImageTask)

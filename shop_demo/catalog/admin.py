@@ -40,5 +40,7 @@ class ProductAdmin(HiDreamProductAdminMixin, admin.ModelAdmin):
         if not obj.image:
             return "–"
         return format_html(
-            '<img src="{}" alt="" width="36" height="48" style="object-fit:cover">', obj.image.url
+            '<img src="{}" alt="{}" width="36" height="48" style="object-fit:cover">',
+            obj.image.url,
+            obj.name,
         )

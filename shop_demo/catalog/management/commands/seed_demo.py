@@ -54,7 +54,7 @@ class Command(BaseCommand):
                 defaults={
                     "name": name,
                     "price": Decimal(price),
-                    "description": f"A {shape} from the demo collection.",
+                    "description": f"{name}, from the demo collection.",
                 },
             )
             if not product.image or not product.image.storage.exists(product.image.name):
