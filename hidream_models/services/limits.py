@@ -20,7 +20,7 @@ import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -41,6 +41,7 @@ def book_submission(task_id, pictures: int, now: datetime | None = None) -> date
     nor before any earlier booking, at which the pictures of the window ending then plus these
     stay within the limit. A task asking for more than the limit gets a window of its own.
     """
+    explicit_now = now
     now = now or timezone.now()
     limit = hidream_settings.MAX_IMAGES_PER_MINUTE
     existing = HiDreamRateReservation.objects.filter(task_id=task_id).first()
@@ -50,12 +51,14 @@ def book_submission(task_id, pictures: int, now: datetime | None = None) -> date
         return now
     window = _window()
     with transaction.atomic():
-        # One booking at a time, across workers: lock the bookings of the relevant span.
-        # (PostgreSQL locks the rows; SQLite serialises the whole write transaction.)
+        # One booking at a time, across workers, under one lock taken first: locking the
+        # booking rows themselves deadlocked, as workers reached overlapping rows in
+        # different orders. (SQLite serialises whole write transactions anyway.)
+        _lock_bookings()
+        now = explicit_now or timezone.now()  # the time after waiting for the lock
         HiDreamRateReservation.objects.filter(send_at__lt=now - window).delete()
         booked = list(
-            HiDreamRateReservation.objects.select_for_update()
-            .filter(send_at__gt=now - window)
+            HiDreamRateReservation.objects.filter(send_at__gt=now - window)
             .order_by("send_at")
             .values_list("send_at", "pictures")
         )
@@ -82,6 +85,20 @@ def _earliest_fit(booked, pictures, limit, window, now) -> datetime:
         t = booked[first][0] + window  # the moment the oldest one leaves the window
 
 
+# Any fixed number: the advisory lock that serialises bookings on PostgreSQL.
+BOOKING_LOCK_KEY = 0x48694472  # "HiDr"
+
+
+def _lock_bookings() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [BOOKING_LOCK_KEY])
+    else:
+        # Elsewhere, a row lock on the first slot row does the same (no-op on SQLite).
+        _ensure_slots(1)
+        list(HiDreamRequestSlot.objects.select_for_update().filter(number=1))
+
+
 def release_booking(task_id) -> None:
     """Give a booking back (the submission did not reach HiDream, or was refused)."""
     HiDreamRateReservation.objects.filter(task_id=task_id).delete()
@@ -102,6 +119,19 @@ def lease_seconds() -> float:
     return (hidream_settings.CONNECT_TIMEOUT + hidream_settings.READ_TIMEOUT) * 3 + 10
 
 
+def _take_slot(limit: int, holder: str, now: datetime) -> int | None:
+    """Lease a free (or expired) slot with one conditional UPDATE; its number, or None."""
+    numbers = list(range(1, limit + 1))
+    random.shuffle(numbers)  # spread workers over the slots instead of all racing for #1
+    for number in numbers:
+        updated = HiDreamRequestSlot.objects.filter(
+            Q(leased_until__isnull=True) | Q(leased_until__lt=now), number=number
+        ).update(holder=holder, leased_until=now + timedelta(seconds=lease_seconds()))
+        if updated:
+            return number
+    return None
+
+
 @contextmanager
 def request_slot():
     """Hold one of the concurrent-request slots while the block runs.
@@ -116,16 +146,13 @@ def request_slot():
     _ensure_slots(limit)
     holder = uuid.uuid4().hex
     now = timezone.now()
-    taken = None
-    numbers = list(range(1, limit + 1))
-    random.shuffle(numbers)  # spread workers over the slots instead of all racing for #1
-    for number in numbers:
-        updated = HiDreamRequestSlot.objects.filter(
-            Q(leased_until__isnull=True) | Q(leased_until__lt=now), number=number
-        ).update(holder=holder, leased_until=now + timedelta(seconds=lease_seconds()))
-        if updated:
-            taken = number
-            break
+    taken = _take_slot(limit, holder, now)
+    if taken is None and HiDreamRequestSlot.objects.filter(number__lte=limit).count() < limit:
+        # The rows went away (a restored backup, a flushed test database): make them again.
+        global _known_slots
+        _known_slots = 0
+        _ensure_slots(limit)
+        taken = _take_slot(limit, holder, now)
     try:
         yield taken is not None
     finally:

@@ -23,7 +23,7 @@ import random
 from datetime import timedelta
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -83,6 +83,18 @@ def submit_task(task_id) -> str | None:
     task = claim_for_submission(task_id)
     if task is None:
         return None
+    try:
+        return _submit_claimed(task)
+    except DatabaseError:
+        # A database error (deadlock, lost connection) before anything was sent: put the
+        # task back rather than leave it "submitting" until the sweep's lease runs out.
+        sent = ModelImageTask.objects.filter(pk=task.pk, request_sent_at__gte=task.updated_at)
+        if not sent.exists():
+            _defer(task, timezone.now() + timedelta(seconds=random.uniform(0.5, 2)))
+        raise
+
+
+def _submit_claimed(task: ModelImageTask) -> str:
     # Pace first: a task whose turn has not come goes back to the queue until then.
     send_at = book_submission(task.pk, task.image_count)
     if send_at > timezone.now() + PACING_TOLERANCE:
@@ -234,18 +246,24 @@ def mark_unconfirmed(task_id, reason: str) -> str:
 
     With ``HIDREAM_RESEND_UNCONFIRMED`` the shop has chosen otherwise: it is queued again.
     """
-    if hidream_settings.RESEND_UNCONFIRMED:
+    attempts = ModelImageTask.objects.filter(pk=task_id).values_list("attempts", flat=True).first()
+    if hidream_settings.RESEND_UNCONFIRMED and (attempts or 0) < hidream_settings.MAX_ATTEMPTS:
         from ..tasks import submit_model_image
 
+        # Each resend may be billed: back off, and stop at HIDREAM_MAX_ATTEMPTS.
+        delay = backoff_seconds(attempts or 1)
         message = _(
             "No answer came (%(error)s); sent again because HIDREAM_RESEND_UNCONFIRMED is on."
         ) % {"error": reason}
         release_booking(task_id)
         with transaction.atomic():
             ModelImageTask.objects.filter(pk=task_id).update(
-                status=TaskStatus.QUEUED, error_message=message, updated_at=timezone.now()
+                status=TaskStatus.QUEUED,
+                error_message=message,
+                next_attempt_at=timezone.now() + timedelta(seconds=delay),
+                updated_at=timezone.now(),
             )
-            enqueue_after_commit(submit_model_image, str(task_id))
+            enqueue_after_commit(submit_model_image, str(task_id), delay=delay)
         return TaskStatus.QUEUED
     message = _(
         "The request was sent but HiDream did not confirm it (%(error)s). It may still be "
