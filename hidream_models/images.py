@@ -173,9 +173,11 @@ def _fit_and_encode(
     image: Image.Image, original: bytes, *, resized: bool = False
 ) -> tuple[bytes, int, int]:
     """EXIF-orient, shrink to ≤ 4096 px on the long side (never enlarge), encode."""
-    # exif_transpose() always returns a copy, so ask the orientation tag whether it turned.
     changed = resized or image.getexif().get(ORIENTATION_TAG, 1) != 1
-    oriented = ImageOps.exif_transpose(image)
+    if changed or max(image.size) > MAX_SIDE:
+        # In place: a copy of a decoded 3000×2000 photo is another 23 MiB.
+        ImageOps.exif_transpose(image, in_place=True)
+    oriented = image
     if max(oriented.size) > MAX_SIDE:
         oriented.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
         changed = True
@@ -188,5 +190,7 @@ def _fit_and_encode(
     if has_alpha:
         oriented.save(out, "PNG", optimize=False)
     else:
-        oriented.convert("RGB").save(out, "JPEG", quality=92)
+        # convert() copies even an RGB image: only convert what is not RGB already.
+        rgb = oriented if oriented.mode == "RGB" else oriented.convert("RGB")
+        rgb.save(out, "JPEG", quality=92)
     return out.getvalue(), *oriented.size

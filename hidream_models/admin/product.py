@@ -155,7 +155,8 @@ class HiDreamProductAdminMixin:
         )
         if request.method != "POST":
             return HttpResponseRedirect(changelist)
-        ids = request.POST.getlist("ids")
+        # One comma-joined field (see the template); repeated fields are accepted too.
+        ids = [pk for value in request.POST.getlist("ids") for pk in value.split(",")]
         products = self._selected_products(request, ids)
         if products is None:
             self.message_user(
