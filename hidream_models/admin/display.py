@@ -45,18 +45,15 @@ def thumbnails(images: list[GeneratedImage], size: int = 48):
     stored = [image for image in images if image.status == ImageStatus.STORED and image.file]
     if not stored:
         return "–"
+    label = _("Generated picture %(n)s")  # translated once per row, not once per picture
+    width = size * 3 // 4
+    rows = []
+    for image in stored:
+        url = image.file.url  # storage URLs can be costly (S3 signs them): build each once
+        rows.append((url, url, label % {"n": image.number}, width, size))
     return format_html_join(
         "",
         '<a href="{}" target="_blank" rel="noopener"><img src="{}" alt="{}" width="{}" '
         'height="{}" loading="lazy" class="hidream-thumb"></a>',
-        (
-            (
-                image.file.url,
-                image.file.url,
-                _("Generated picture %(n)s") % {"n": image.number},
-                size * 3 // 4,
-                size,
-            )
-            for image in stored
-        ),
+        rows,
     )

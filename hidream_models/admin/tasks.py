@@ -79,7 +79,6 @@ class ModelImageTaskAdmin(HiDreamReviewAdminMixin, admin.ModelAdmin):
     list_filter = ("status", ("created_at", admin.DateFieldListFilter), "created_by")
     search_fields = ("=id", "=remote_task_id", "product_label", "object_id")
     list_select_related = ("created_by",)
-    date_hierarchy = "created_at"
     list_per_page = 50
     actions = ("refresh_from_hidream", "retry_failed_tasks", "resend_unconfirmed_tasks")
     inlines = (CallbackEventInline,)
@@ -146,7 +145,8 @@ class ModelImageTaskAdmin(HiDreamReviewAdminMixin, admin.ModelAdmin):
             "show_save": False,
             "show_save_and_continue": False,
             "show_save_and_add_another": False,
-            "hidream_images": list(task.images.all()) if task else [],
+            # Whole rows here (the list's prefetch loads only a few columns).
+            "hidream_images": list(task.images.order_by("position").all()) if task else [],
             "hidream_review_choices": review_choices() if can_review(request) else None,
         }
         return super().change_view(request, object_id, form_url, extra_context)
@@ -156,7 +156,13 @@ class ModelImageTaskAdmin(HiDreamReviewAdminMixin, admin.ModelAdmin):
             super()
             .get_queryset(request)
             .prefetch_related(
-                Prefetch("images", queryset=GeneratedImage.objects.order_by("position"))
+                Prefetch(
+                    "images",
+                    # Only what the list and the progress column read: 6 of ~25 columns.
+                    queryset=GeneratedImage.objects.order_by("position").only(
+                        "id", "task_id", "position", "status", "file", "progress"
+                    ),
+                )
             )
         )
 

@@ -67,13 +67,25 @@ def book_submission(task_id, pictures: int, now: datetime | None = None) -> date
     return send_at
 
 
+# A hair more than the exact spacing, so clocks and jitter never add up to one too many.
+SPACING_MARGIN = 1.02
+
+
 def _earliest_fit(booked, pictures, limit, window, now) -> datetime:
     """The earliest ``t``, not before any existing booking (first come, first served), at
     which the bookings in ``(t - window, t]`` leave room for ``pictures``.
 
     ``booked`` is sorted by time. A booking at ``b`` counts for ``b ≤ t < b + window``.
+
+    Bookings are also spaced evenly, ``window / limit`` per picture after the previous one:
+    a burst of a whole window's pictures at one instant would queue behind the concurrency
+    slots, and sends trailing their bookings would spill into HiDream's next window.
     """
-    t = max([now] + [at for at, _count in booked])
+    t = now
+    if booked:
+        last_at, last_count = booked[-1]
+        spacing = window * (last_count / limit) * SPACING_MARGIN
+        t = max(now, last_at + spacing)
     first = 0  # index of the oldest booking still inside the window ending at t
     used = sum(count for _at, count in booked)
     while True:

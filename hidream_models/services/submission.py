@@ -46,7 +46,7 @@ from .limits import book_submission, release_booking, request_slot
 from .scheduling import backoff_seconds, enqueue_after_commit
 
 # A booking this close to now is "now": not worth a round trip through the queue.
-PACING_TOLERANCE = timedelta(milliseconds=50)
+PACING_TOLERANCE = timedelta(milliseconds=5)
 
 logger = logging.getLogger(__name__)
 
