@@ -91,29 +91,36 @@ class HiDreamCallbackView(APIView):
         if len(raw) > limit:
             return _rejected(413, _("Body too large: the limit is %(max)s bytes.") % {"max": limit})
 
-        event = CallbackEvent.objects.create(
-            task_id=task.pk,
-            remote_addr=request.META.get("REMOTE_ADDR") or None,
-            headers=strip_nul(_clean_headers(request)),
-            body=raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
-        )
-        try:
-            body = loads_json(raw)
-            payload = parse_task_result(body)
-            outcome = apply_result(task.pk, payload, source="callback")
-        except (ValueError, PayloadError, HiDreamAPIError) as exc:
-            # json.JSONDecodeError and UnicodeDecodeError are ValueErrors too.
-            message = _describe(exc)
-            event.outcome, event.error = CallbackOutcome.INVALID, message
-            event.save(update_fields=["outcome", "error"])
-            return _rejected(400, message)
-        except Exception as exc:
-            logger.exception("Applying callback %s for task %s failed", event.pk, task.pk)
-            event.outcome, event.error = CallbackOutcome.ERROR, f"{type(exc).__name__}: {exc}"
-            event.save(update_fields=["outcome", "error"])
-            return _rejected(500, _("The callback could not be applied; it was stored."))
-        event.outcome = CallbackOutcome.APPLIED if outcome.changed else CallbackOutcome.UNCHANGED
-        event.save(update_fields=["outcome"])
+        # One transaction for the event, the result and the outcome (one commit, not three);
+        # the result is applied in a savepoint, so a failure still leaves the event stored.
+        with transaction.atomic():
+            event = CallbackEvent.objects.create(
+                task_id=task.pk,
+                remote_addr=request.META.get("REMOTE_ADDR") or None,
+                headers=strip_nul(_clean_headers(request)),
+                body=raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
+            )
+            try:
+                with transaction.atomic():
+                    body = loads_json(raw)
+                    payload = parse_task_result(body)
+                    outcome = apply_result(task.pk, payload, source="callback")
+            except (ValueError, PayloadError, HiDreamAPIError) as exc:
+                # json.JSONDecodeError and UnicodeDecodeError are ValueErrors too.
+                message = _describe(exc)
+                event.outcome, event.error = CallbackOutcome.INVALID, message
+                event.save(update_fields=["outcome", "error"])
+                return _rejected(400, message)
+            except Exception as exc:
+                logger.exception("Applying callback %s for task %s failed", event.pk, task.pk)
+                event.outcome = CallbackOutcome.ERROR
+                event.error = f"{type(exc).__name__}: {exc}"
+                event.save(update_fields=["outcome", "error"])
+                return _rejected(500, _("The callback could not be applied; it was stored."))
+            event.outcome = (
+                CallbackOutcome.APPLIED if outcome.changed else CallbackOutcome.UNCHANGED
+            )
+            event.save(update_fields=["outcome"])
         return JsonResponse({"ok": True, "status": outcome.status})
 
 

@@ -65,6 +65,12 @@ def apply_result(task_id, payload: TaskResultPayload, *, source: str) -> ApplyOu
             )
         if task.status == TaskStatus.QUEUED:
             raise PayloadError(_("This task has not been submitted yet."))
+        if task.is_final:
+            # The common duplicate (HiDream retries, polls after a callback): nothing can
+            # change, so touch one column instead of locking and rewriting every picture.
+            field = "last_callback_at" if source == "callback" else "last_polled_at"
+            ModelImageTask.objects.filter(pk=task.pk).update(**{field: now})
+            return ApplyOutcome(False, task.status)
         if not task.remote_task_id and payload.task_id:
             task.remote_task_id = payload.task_id  # the callback beat the submit's reply
         images = {image.sub_task_id: image for image in task.images.select_for_update()}
