@@ -27,6 +27,7 @@ BENCHMARKS = {
     "4": "benchmarks.callback_files",
     "5": "benchmarks.memory",
     "6": "benchmarks.task_list",
+    "7": "benchmarks.celery_workers",
 }
 
 
