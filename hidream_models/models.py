@@ -292,7 +292,8 @@ class ModelImageTask(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.product_label or _('(no product)')} · {self.get_status_display()}"
+        # TaskStatus(...).label, not get_status_display(): this runs for every list row.
+        return f"{self.product_label or _('(no product)')} · {TaskStatus(self.status).label}"
 
     @property
     def is_final(self) -> bool:
