@@ -6,8 +6,10 @@ path("api/hidream/", include("hidream_models.api.urls"))
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
+from .catalogue_views import PresetViewSet, TemplateViewSet
 from .docs import HiDreamSchemaView, HiDreamSwaggerView
-from .views import GeneratedImageViewSet, PresetViewSet, TaskViewSet, TemplateViewSet
+from .image_views import GeneratedImageViewSet
+from .views import TaskViewSet
 
 app_name = "hidream_api"
 

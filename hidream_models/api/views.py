@@ -22,23 +22,19 @@ from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from .. import services
-from ..models import GeneratedImage, HiDreamPreset, HiDreamTemplate, ModelImageTask
+from ..models import GeneratedImage, ModelImageTask
 from ..services import GenerationOptions, HiDreamActionRefused
-from .filters import ImageFilter, TaskFilter, TemplateFilter
-from .permissions import GENERATE, REVIEW, HiDreamPermission
+from .filters import TaskFilter
+from .permissions import GENERATE, HiDreamPermission
 from .references import product_image, resolve_products
 from .schema import HiDreamAutoSchema
 from .serializers import (
     MAX_UPLOAD_BYTES,
-    ApproveSerializer,
     BulkCreateSerializer,
     BulkResultSerializer,
-    GeneratedImageSerializer,
-    PresetSerializer,
     TaskCreateSerializer,
     TaskRetrySerializer,
     TaskSerializer,
-    TemplateSerializer,
 )
 from .throttling import HiDreamCreateThrottle
 
@@ -104,7 +100,7 @@ class HiDreamViewSetMixin:
         return []
 
 
-def _refused(exc: HiDreamActionRefused) -> Response:
+def refused_response(exc: HiDreamActionRefused) -> Response:
     return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
 
 
@@ -313,7 +309,7 @@ class TaskViewSet(
         try:
             services.refresh_task(self.get_object())
         except HiDreamActionRefused as exc:
-            return _refused(exc)
+            return refused_response(exc)
         return Response(
             {"detail": _("A poll of HiDream was queued.")}, status=status.HTTP_202_ACCEPTED
         )
@@ -334,7 +330,7 @@ class TaskViewSet(
                 resend_unconfirmed=serializer.validated_data["resend_unconfirmed"],
             )
         except HiDreamActionRefused as exc:
-            return _refused(exc)
+            return refused_response(exc)
         return self._created(task)
 
 
@@ -347,118 +343,3 @@ def _duplicate_indexes(references: list[str]) -> list[int]:
             duplicates.append(index)
         seen.setdefault(normal, index)
     return duplicates
-
-
-@extend_schema_view(
-    list=extend_schema(summary="List generated pictures"),
-    retrieve=extend_schema(summary="A generated picture"),
-)
-class GeneratedImageViewSet(
-    HiDreamViewSetMixin,
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    viewsets.GenericViewSet,
-):
-    """Generated pictures: list, filter, and review (approve or reject)."""
-
-    serializer_class = GeneratedImageSerializer
-    filter_backends = [DjangoFilterBackend, OrderingFilter]
-    filterset_class = ImageFilter
-    ordering_fields = ["stored_at", "reviewed_at", "position"]
-    ordering = ["task", "position"]
-    required_permissions = {"approve": REVIEW, "reject": REVIEW, "unpublish": REVIEW}
-
-    def get_queryset(self):
-        return GeneratedImage.objects.select_related("reviewed_by")
-
-    def _answer(self, image):
-        return Response(self.get_serializer(self.get_queryset().get(pk=image.pk)).data)
-
-    @extend_schema(
-        summary="Approve a picture, optionally publishing it",
-        request=ApproveSerializer,
-        responses={200: GeneratedImageSerializer, 409: REFUSED},
-    )
-    @action(detail=True, methods=["post"])
-    def approve(self, request, pk=None):
-        serializer = ApproveSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        try:
-            image = services.approve_image(
-                self.get_object(),
-                user=request.user,
-                publish=serializer.validated_data["publish"],
-            )
-        except HiDreamActionRefused as exc:
-            return _refused(exc)
-        return self._answer(image)
-
-    @extend_schema(
-        summary="Reject a picture (unpublishing it if published)",
-        request=None,
-        responses={200: GeneratedImageSerializer, 409: REFUSED},
-    )
-    @action(detail=True, methods=["post"])
-    def reject(self, request, pk=None):
-        try:
-            image = services.reject_image(self.get_object(), user=request.user)
-        except HiDreamActionRefused as exc:
-            return _refused(exc)
-        return self._answer(image)
-
-    @extend_schema(
-        summary="Take a published picture off the product, restoring what was there",
-        request=None,
-        responses={200: GeneratedImageSerializer, 409: REFUSED},
-    )
-    @action(detail=True, methods=["post"])
-    def unpublish(self, request, pk=None):
-        try:
-            image = services.unpublish_image(self.get_object(), user=request.user)
-        except HiDreamActionRefused as exc:
-            return _refused(exc)
-        return self._answer(image)
-
-
-@extend_schema_view(
-    list=extend_schema(summary="The local template catalogue"),
-    retrieve=extend_schema(summary="A template"),
-)
-class TemplateViewSet(
-    HiDreamViewSetMixin,
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    viewsets.GenericViewSet,
-):
-    """HiDream's human and scene templates, as last synced (``hidream_sync_templates``)."""
-
-    serializer_class = TemplateSerializer
-    filter_backends = [DjangoFilterBackend, OrderingFilter]
-    filterset_class = TemplateFilter
-    ordering_fields = ["remote_id", "name_en"]
-    ordering = ["kind", "remote_id"]
-
-    def get_queryset(self):
-        return HiDreamTemplate.objects.all()
-
-
-@extend_schema_view(
-    list=extend_schema(summary="Active generation presets"),
-    retrieve=extend_schema(summary="A preset"),
-)
-class PresetViewSet(
-    HiDreamViewSetMixin,
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    viewsets.GenericViewSet,
-):
-    """Named generation settings to pass as ``preset`` when creating tasks."""
-
-    serializer_class = PresetSerializer
-    filter_backends = [OrderingFilter]
-    ordering = ["name"]
-
-    def get_queryset(self):
-        return HiDreamPreset.objects.filter(is_active=True).select_related(
-            "human_template", "scene_template"
-        )
