@@ -32,6 +32,7 @@ from ..forms import GenerateModelImagesForm
 from ..models import ModelImageTask
 from ..services import create_tasks_for_products, estimated_credits
 from . import display
+from .compat import parent_actions
 
 GENERATE_PERMISSION = "hidream_models.generate"
 
@@ -101,11 +102,7 @@ class HiDreamProductAdminMixin:
     # -- admin hooks --------------------------------------------------------------------
 
     def get_actions(self, request, action_location=None):
-        # Django 6.1 passes where the actions are shown (list or change form); 6.0 does not.
-        if action_location is None:
-            actions = super().get_actions(request)
-        else:
-            actions = super().get_actions(request, action_location=action_location)
+        actions = parent_actions(super(), request, action_location)
         on_list = action_location is None or getattr(action_location, "name", "") == "CHANGE_LIST"
         if on_list and self.has_hidream_generate_permission(request):
             actions["generate_model_images"] = (

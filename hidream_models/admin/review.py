@@ -22,6 +22,7 @@ from ..services import (
     reject_image,
     unpublish_image,
 )
+from .compat import parent_actions
 
 REVIEW_PERMISSION = "hidream_models.review"
 
@@ -140,10 +141,7 @@ class ReviewActionsMixin:
         return can_review(request)
 
     def get_actions(self, request, action_location=None):
-        if action_location is None:
-            actions = super().get_actions(request)
-        else:
-            actions = super().get_actions(request, action_location=action_location)
+        actions = parent_actions(super(), request, action_location)
         if get_publisher() is None:  # nothing to publish with: don't offer it
             for name in ("approve_to_gallery", "approve_as_main", "unpublish_pictures"):
                 actions.pop(name, None)

@@ -18,10 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 from urllib.parse import urlparse
@@ -29,6 +25,7 @@ from urllib.parse import urlparse
 import pytest
 
 from tests.conftest import wait_for
+from tests.demo_process import running_demo
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -64,12 +61,6 @@ def _require_browser() -> None:
         pytest.skip(f"Browser tests need Chromium, not found at {CHROMIUM}: {how}.")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 # -- fixtures ----------------------------------------------------------------------------
 
 
@@ -90,57 +81,11 @@ def browser():
 def demo(browser, tmp_path_factory):
     """``manage.py run_demo`` on free ports with its own database and media; SIGINT stops it."""
     tmp = tmp_path_factory.mktemp("browser-demo")
-    web, sim = _free_port(), _free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("HIDREAM_", "DJANGO_", "DATABASE_URL", "MEDIA_"))
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="shop_demo.settings",
-        DATABASE_URL=f"sqlite:///{tmp / 'demo.sqlite3'}",
-        MEDIA_ROOT=str(tmp / "media"),
-        SECRET_KEY="test-browser-demo",
-        DEBUG="true",  # runserver serves static and media files only with DEBUG
-    )
-    log_path = tmp / "demo.log"
-    log = open(log_path, "w+")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "manage.py",
-            "run_demo",
-            "--port",
-            str(web),
-            "--simulator-port",
-            str(sim),
-            "--simulator-delay",
-            "2",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for(
-            lambda: "Ctrl-C stops everything" in log_path.read_text() or proc.poll() is not None,
-            timeout=60,
-            interval=0.3,
-            message="the demo to start",
-        )
-        assert proc.poll() is None, log_path.read_text()
-        yield {"url": f"http://127.0.0.1:{web}", "proc": proc, "log": log_path}
-        assert proc.poll() is None, f"the demo died during the test:\n{log_path.read_text()}"
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
+    # DEBUG: runserver serves static and media files only with DEBUG.
+    with running_demo(tmp, SECRET_KEY="test-browser-demo", DEBUG="true") as running:
+        yield running
+        proc = running["proc"]
+        assert proc.poll() is None, f"the demo died during the test:\n{running['log'].read_text()}"
 
 
 @pytest.fixture

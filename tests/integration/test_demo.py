@@ -15,15 +15,10 @@ import pytest
 import requests
 
 from tests.conftest import wait_for
+from tests.demo_process import running_demo
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _port_open(port: int) -> bool:
@@ -34,62 +29,8 @@ def _port_open(port: int) -> bool:
 
 @pytest.fixture
 def demo(tmp_path):
-    web, sim = _free_port(), _free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("HIDREAM_", "DJANGO_", "DATABASE_URL"))
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="shop_demo.settings",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}",
-        MEDIA_ROOT=str(tmp_path / "media"),
-        SECRET_KEY="test-demo",
-    )
-    log = open(tmp_path / "demo.log", "w+")  # noqa: SIM115 (closed below)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "manage.py",
-            "run_demo",
-            "--port",
-            str(web),
-            "--simulator-port",
-            str(sim),
-            "--simulator-delay",
-            "2",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        wait_for(
-            lambda: (
-                "Ctrl-C stops everything" in (tmp_path / "demo.log").read_text()
-                or proc.poll() is not None
-            ),
-            timeout=60,
-            interval=0.3,
-            message="the demo to start",
-        )
-        assert proc.poll() is None, (tmp_path / "demo.log").read_text()
-        yield {
-            "url": f"http://127.0.0.1:{web}",
-            "web": web,
-            "sim": sim,
-            "proc": proc,
-            "log": tmp_path / "demo.log",
-        }
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        log.close()
+    with running_demo(tmp_path) as running:
+        yield running
 
 
 def _login(session: requests.Session, base: str) -> None:
