@@ -7,6 +7,7 @@ import time
 
 import pytest
 from django.core.files.base import ContentFile
+from django.utils import translation
 from PIL import Image, ImageDraw
 
 from tests import jobs
@@ -46,6 +47,16 @@ def _clean_jobs():
     jobs.clear_jobs()
     yield
     jobs.clear_jobs()
+
+
+@pytest.fixture(autouse=True)
+def _default_language():
+    """Each test starts in LANGUAGE_CODE. A test-client request through LocaleMiddleware
+    leaves its language active in the thread, so a test after one in Chinese would otherwise
+    write its messages in Chinese."""
+    translation.deactivate()
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture

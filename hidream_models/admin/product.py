@@ -69,11 +69,15 @@ class HiDreamTaskInline(GenericTabularInline):
 
     @admin.display(description=gettext_lazy("Pictures"))
     def progress(self, task):
-        return display.task_progress(task, list(task.images.all()))
+        return display.task_progress(task, self._pictures(task))
 
     @admin.display(description=gettext_lazy("Thumbnails"))
     def pictures(self, task):
-        return display.thumbnails(list(task.images.all()), size=64)
+        return display.thumbnails(self._pictures(task), size=64)
+
+    @staticmethod
+    def _pictures(task):
+        return [display.PictureSummary.of(image) for image in task.images.all()]
 
 
 class HiDreamProductAdminMixin:
