@@ -11,7 +11,11 @@ Every reply is checked in this order: HTTP status, JSON, envelope, business ``co
 
 from __future__ import annotations
 
+import io
+import json
 import logging
+import re
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +43,9 @@ USER_AGENT = f"hidream-models/{__version__} python-requests/{requests.__version_
 TEMPLATE_PAGE_SIZE = 100  # HiDream's maximum
 MAX_TEMPLATE_PAGES = 100  # a guard against a server that never stops paging
 EXCERPT_CHARS = 300
+#: String values longer than this are sent from the string itself, not from a JSON copy of it
+INLINE_LIMIT = 64 * 1024
+_BASE64_CHARS = re.compile(r"[A-Za-z0-9+/=]*")
 
 
 class HiDreamRetry(Retry):
@@ -141,7 +148,12 @@ class HiDreamClient:
         if notify_url:
             body["notify_url"] = notify_url
         body = validate_model_image_request(body)
-        envelope = self._request("POST", hidream_settings.SUBMIT_PATH, json=body)
+        envelope = self._request(
+            "POST",
+            hidream_settings.SUBMIT_PATH,
+            data=JSONBody(body),
+            headers={"Content-Type": "application/json"},
+        )
         result = envelope.get("result")
         if (
             not isinstance(result, dict)
@@ -206,9 +218,11 @@ class HiDreamClient:
         token = self._token if self._token is not None else hidream_settings.require_token()
         return f"Bearer {token}"
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    def _request(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
         url = f"{self.base_url}{path}"
-        headers = {"Authorization": self._token_header()}
+        headers = {**(headers or {}), "Authorization": self._token_header()}
         try:
             response = self.session.request(
                 method, url, headers=headers, timeout=self.timeout, **kwargs
@@ -292,6 +306,66 @@ class HiDreamClient:
             if variant:
                 text = text.replace(variant, "***")
         return text
+
+
+class JSONBody:
+    """A JSON request body read from the values themselves: no full copy of a photo.
+
+    ``requests.post(json=body)`` makes a JSON string of the body, then its bytes: two more
+    copies of a base64 photo of megabytes. Here the JSON is made with a marker in place of
+    each long base64 value (base64 needs no escaping in JSON) and sent in pieces: the JSON
+    around the values, and slices of the values encoded as they are read. It is a file for
+    ``requests`` and urllib3: it has a length (sent as Content-Length, not chunked) and
+    ``tell``/``seek``, so urllib3 rewinds it when it retries a 429.
+    """
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        long_values = {}
+        short = dict(data)
+        for key, value in data.items():
+            if (
+                isinstance(value, str)
+                and len(value) > INLINE_LIMIT
+                and _BASE64_CHARS.fullmatch(value)
+            ):
+                marker = f'"hidream-{secrets.token_hex(16)}"'  # random: only ours can match
+                long_values[marker] = value
+                short[key] = marker[1:-1]
+        # As requests' json=: ASCII only (escapes), and no NaN.
+        rest = json.dumps(short, allow_nan=False)
+        self._pieces: list[bytes | str] = []
+        for marker, value in long_values.items():  # in the order json.dumps wrote them
+            before, rest = rest.split(marker, 1)
+            self._pieces.extend((before.encode("ascii"), '"', value, '"'))
+        self._pieces.append(rest.encode("ascii"))
+        self._length = sum(len(piece) for piece in self._pieces)  # ASCII: 1 byte a character
+        self._position = 0
+
+    def __len__(self) -> int:
+        return self._length
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._length}[whence]
+        self._position = min(max(0, base + offset), self._length)
+        return self._position
+
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes from the current position (all the rest for -1)."""
+        end = self._length if size is None or size < 0 else min(self._length, self._position + size)
+        out = []
+        start = 0
+        for piece in self._pieces:
+            stop = start + len(piece)
+            if stop > self._position and start < end:
+                lo, hi = max(self._position, start) - start, min(end, stop) - start
+                chunk = piece[lo:hi]
+                out.append(chunk.encode("ascii") if isinstance(chunk, str) else chunk)
+            start = stop
+        self._position = end
+        return b"".join(out)
 
 
 def _excerpt(text: str) -> str:

@@ -97,7 +97,11 @@ def client(fake):
 
 
 def body_of(request) -> dict:
-    return json.loads(request.body)
+    body = request.body
+    if hasattr(body, "read"):  # the submit's body is a file (client.JSONBody), read it whole
+        body.seek(0)
+        body = body.read()
+    return json.loads(body)
 
 
 def query_of(request) -> dict[str, list[str]]:
