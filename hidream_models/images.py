@@ -1,7 +1,9 @@
 """Image handling: preparing a product photo for HiDream, and checking the pictures it returns.
 
-Both directions go through Pillow with a pixel cap (``HIDREAM_MAX_IMAGE_PIXELS``) checked
-*before* decoding, so a decompression bomb is refused while it is still a header.
+Both directions check with Pillow, and a pixel cap (``HIDREAM_MAX_IMAGE_PIXELS``) *before*
+decoding, so a decompression bomb is refused while it is still a header. A product photo sent
+as base64 is then shrunk and encoded by libvips when pyvips is installed (``images_vips``:
+a fraction of the memory), by Pillow otherwise and in the url mode.
 """
 
 from __future__ import annotations
@@ -111,11 +113,37 @@ def prepare_source(name: str, storage: Storage | None = None) -> PreparedSource:
     what = _("The product image “%(name)s”") % {"name": name}
     if not name:
         raise ImageProblem(_("The product has no image to send."))
+    # Imported here: images_vips builds on this module.
+    from . import images_vips
+
+    if hidream_settings.SOURCE_IMAGE_MODE == "base64" and images_vips.available():
+        prepared = images_vips.prepare(name, storage, what)
+        if prepared is not None:
+            return prepared
+        # None: not an image libvips should take (or it could not); Pillow decides below.
+    return _prepare_with_pillow(name, storage, what)
+
+
+def open_storage_file(name: str, storage: Storage, what: str) -> IO[bytes]:
+    """Open a stored file for reading, as an ``ImageProblem`` when it cannot be."""
     try:
-        with storage.open(name, "rb") as fh:
-            data = fh.read()
+        return storage.open(name, "rb")
     except FileNotFoundError:
         raise ImageProblem(_("%(what)s is missing from storage.") % {"what": what}) from None
+    except OSError as exc:
+        raise ImageProblem(
+            _("%(what)s could not be read from storage: %(error)s") % {"what": what, "error": exc}
+        ) from None
+
+
+def _prepare_with_pillow(name: str, storage: Storage, what: str) -> PreparedSource:
+    """The Pillow path: the url mode, and the base64 mode when libvips is not there.
+
+    It holds the file and the decoded bitmap in memory (a 6000×4000 JPEG: ~40 MiB).
+    """
+    try:
+        with open_storage_file(name, storage, what) as fh:
+            data = fh.read()
     except OSError as exc:
         raise ImageProblem(
             _("%(what)s could not be read from storage: %(error)s") % {"what": what, "error": exc}
@@ -147,6 +175,7 @@ def prepare_source(name: str, storage: Storage | None = None) -> PreparedSource:
         )
 
     encoded, width, height = _fit_and_encode(image, data, resized=image.size != original_size)
+    del image, data  # the bitmap and the file: only the encoded bytes are needed now
     return PreparedSource(
         base64.b64encode(encoded).decode("ascii"),
         "base64",
@@ -157,15 +186,23 @@ def prepare_source(name: str, storage: Storage | None = None) -> PreparedSource:
     )
 
 
+def jpeg_scale(size: tuple[int, int]) -> int:
+    """How much to shrink a JPEG while decoding it (1, 2, 4 or 8, by its DCT scaling): the
+    least that fits 4096 px, or 8 at most. A 6000×4000 photo is decoded as 3000×2000 instead
+    of being decoded whole and then shrunk."""
+    scale = 1
+    while max(size) / scale > MAX_SIDE and scale < 8:
+        scale *= 2
+    return scale
+
+
 def _decode_small(image: Image.Image) -> None:
     """Ask the JPEG decoder for the largest DCT scale (1/2, 1/4, 1/8) that already fits 4096
     px, so a 6000×4000 photo is decoded as 3000×2000 instead of being decoded whole and then
     shrunk: a quarter of the memory, and still within HiDream's 4K."""
     if image.format != "JPEG" or max(image.size) <= MAX_SIDE:
         return
-    scale = 2
-    while max(image.size) / scale > MAX_SIDE and scale < 8:
-        scale *= 2
+    scale = jpeg_scale(image.size)
     image.draft("RGB", (-(-image.width // scale), -(-image.height // scale)))
 
 
