@@ -65,7 +65,7 @@ def prepare(name: str, storage: Storage, what: str) -> PreparedSource | None:
             return None
         try:
             return _prepare(fh, fmt, size, name)
-        except pyvips.Error as exc:
+        except (pyvips.Error, OSError) as exc:  # OSError: the temporary file, a storage read
             error = " ".join(str(exc).split())
             logger.info("libvips could not prepare %s (%s); Pillow will.", name, error)
             return None
