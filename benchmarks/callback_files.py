@@ -3,10 +3,11 @@
 gunicorn (2 workers) serves the app on a loopback port, ``HIDREAM_CALLBACK_BASE_URL``
 points at it, and 2 idle ``manage.py db_worker`` processes (``--interval 0.05``) wait for
 jobs. 100 tasks of 4 pictures are submitted one at a time to the simulator (``submit_task``
-called directly, no queue, so the workers only run downloads), each once the previous one
-has its 4 files and a pause of 0.05 s has passed, so every callback finds the workers idle;
-the simulator finishes each task 0.1 s after its submit and calls back. The result files are a real
-768×1024 JPEG (``benchmarks.simulator``: drawn once, served like from a CDN).
+called directly, no queue, so the workers only apply callbacks and download), each once the
+previous one has its 4 files and a pause of 0.05 s has passed, so every callback finds the
+workers idle; the simulator finishes each task 0.1 s after its submit and calls back (the
+callback view stores it; a worker applies it and queues the 4 downloads). The result files
+are a real 768×1024 JPEG (``benchmarks.simulator``: drawn once, served like from a CDN).
 
 Per task: from ``CallbackEvent.received_at`` (the callback's arrival, written by the view)
 to the last ``GeneratedImage.stored_at`` of its 4 pictures (written by the workers). The

@@ -59,3 +59,9 @@ def sync_templates_job() -> str:
     from .services.templates import sync_templates
 
     return str(sync_templates())
+
+
+@task
+def apply_callback_event(event_id: int) -> str | None:
+    """Apply one callback the callback view stored (``services.callbacks``)."""
+    return services.apply_callback_event(event_id)

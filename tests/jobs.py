@@ -59,3 +59,32 @@ def run_jobs(limit: int = 500, max_wait: float = 5.0) -> list:
         object.__setattr__(job, "status", TaskResultStatus.SUCCESSFUL)
         ran.append(job.task.name)
     raise AssertionError(f"more than {limit} jobs: a job keeps re-enqueueing itself")
+
+
+def take(name: str) -> list:
+    """Remove the pending jobs called ``name`` and return them, to run them some other way
+    (say, from several threads at once, like several workers)."""
+    with _lock:
+        chosen = [job for job in _jobs if job.task.name == name]
+        for job in chosen:
+            _jobs.remove(job)
+    return chosen
+
+
+def run_only(name: str) -> int:
+    """Run the pending jobs called ``name`` (once each, FIFO), leaving every other job, and
+    the ones they enqueue, pending. Returns how many ran.
+
+    For tests that look between two steps of the pipeline, e.g. after the stored callbacks
+    are applied (``apply_callback_event``) and before their downloads run.
+    """
+    chosen = take(name)
+    for job in chosen:
+        job.task.call(*job.args, **job.kwargs)
+        object.__setattr__(job, "status", TaskResultStatus.SUCCESSFUL)
+    return len(chosen)
+
+
+def apply_callbacks() -> int:
+    """Apply the callbacks the callback view stored and queued (see ``run_only``)."""
+    return run_only("apply_callback_event")

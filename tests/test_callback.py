@@ -67,10 +67,17 @@ def post(client, path, body, **extra):
 def test_valid_callback_is_stored_applied_and_queues_downloads(client, task):
     response = post(client, url(task), result(done("sub-a"), done("sub-b")))
     assert response.status_code == 200, response.content
-    assert response.json() == {"ok": True, "status": "processing"}
-    assert GeneratedImage.objects.filter(task=task, status=ImageStatus.DOWNLOADING).count() == 2
+    assert response.json() == {"ok": True, "outcome": "received"}
+    # Answered once stored: applying it is a job of its own.
     event = CallbackEvent.objects.get(task=task)
-    assert event.outcome == "applied" and "sub-a" in event.body
+    assert event.outcome == "received" and "sub-a" in event.body
+    assert [job.task.name for job in jobs.pending_jobs()] == ["apply_callback_event"]
+    assert not GeneratedImage.objects.filter(task=task, status=ImageStatus.DOWNLOADING).exists()
+
+    assert jobs.apply_callbacks() == 1
+    assert GeneratedImage.objects.filter(task=task, status=ImageStatus.DOWNLOADING).count() == 2
+    event.refresh_from_db()
+    assert event.outcome == "applied"
     queued = [job.task.name for job in jobs.pending_jobs()]
     assert queued.count("download_generated_image") == 2
 
@@ -100,6 +107,7 @@ def test_ten_replays_make_no_duplicates(client, task):
     body = result(done("sub-a"), done("sub-b"))
     outcomes = [post(client, url(task), body).status_code for _ in range(10)]
     assert outcomes == [200] * 10
+    assert jobs.apply_callbacks() == 10
     assert GeneratedImage.objects.filter(task=task).count() == 2
     assert CallbackEvent.objects.filter(task=task, outcome="applied").count() == 1
     assert CallbackEvent.objects.filter(task=task, outcome="unchanged").count() == 9
@@ -124,6 +132,7 @@ def test_three_documented_body_shapes(client, task, shape):
     }[shape]
     response = post(client, url(task), body)
     assert response.status_code == 200, response.content
+    jobs.apply_callbacks()
     failed = GeneratedImage.objects.get(task=task, sub_task_id="sub-b")
     assert failed.status == ImageStatus.FAILED and "bad pose" in failed.failure_reason
 
@@ -140,7 +149,6 @@ def test_three_documented_body_shapes(client, task, shape):
             "task_status",
         ),
         (json.dumps({"code": 5001, "message": "boom", "result": None}), "5001"),
-        (json.dumps(result(done("sub-a"), task_id="someone-else")), "someone-else"),
     ],
 )
 def test_malformed_bodies_get_400_naming_the_problem(client, task, body, expected):
@@ -149,6 +157,28 @@ def test_malformed_bodies_get_400_naming_the_problem(client, task, body, expecte
     assert expected in response.json()["error"]
     assert CallbackEvent.objects.get(task=task).outcome == "invalid"
     assert not GeneratedImage.objects.filter(status=ImageStatus.DOWNLOADING).exists()
+
+
+def test_result_for_another_hidream_task_is_stored_invalid_when_applied(client, task):
+    # Well-formed, so accepted; only applying it (the job, which locks the task) can tell.
+    response = post(client, url(task), result(done("sub-a"), task_id="someone-else"))
+    assert response.status_code == 200
+    assert jobs.apply_callbacks() == 1
+    event = CallbackEvent.objects.get(task=task)
+    assert event.outcome == "invalid" and "someone-else" in event.error
+    assert not GeneratedImage.objects.filter(status=ImageStatus.DOWNLOADING).exists()
+
+
+def test_a_stored_callback_is_applied_once(client, task):
+    from hidream_models.services import apply_callback_event
+
+    post(client, url(task), result(done("sub-a"), done("sub-b")))
+    event = CallbackEvent.objects.get()
+    assert apply_callback_event(event.pk) == "applied"
+    assert apply_callback_event(event.pk) is None  # a second job, or the sweep, after it
+    assert jobs.apply_callbacks() == 1  # the queued job finds it applied: nothing more
+    downloads = [j for j in jobs.pending_jobs() if j.task.name == "download_generated_image"]
+    assert len(downloads) == 2
 
 
 def test_oversize_body_is_413(client, task, settings):
@@ -180,8 +210,9 @@ def test_works_with_atomic_requests(client, settings, task):
     finally:
         connections["default"].settings_dict["ATOMIC_REQUESTS"] = False
     assert response.status_code == 200
-    # Downloads are enqueued on commit of the view's own transaction, not held back.
-    assert len(jobs.pending_jobs()) == 2
+    # The job is enqueued once the view's own transaction commits, not held back.
+    assert [job.task.name for job in jobs.pending_jobs()] == ["apply_callback_event"]
+    assert CallbackEvent.objects.get().outcome == "received"
 
 
 def test_secret_headers_are_not_stored(client, task):
@@ -197,3 +228,24 @@ def test_secret_headers_are_not_stored(client, task):
     lowered = {k.lower(): v for k, v in headers.items()}
     assert "authorization" not in lowered and "cookie" not in lowered
     assert lowered["x-trace"] == "keep-me"
+
+
+def test_a_callback_whose_job_was_lost_is_applied_by_the_sweep(client, task):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from hidream_models.services.limits import lease_seconds
+    from hidream_models.services.polling import recover_interrupted_work
+
+    post(client, url(task), result(done("sub-a"), done("sub-b")))
+    jobs.clear_jobs()  # the worker died with the job
+    event = CallbackEvent.objects.get()
+    # Not yet: a job may still be on its way.
+    assert recover_interrupted_work(now=timezone.now()) == 0
+    assert CallbackEvent.objects.get().outcome == "received"
+
+    later = event.received_at + timedelta(seconds=lease_seconds() + 1)
+    assert recover_interrupted_work(now=later) == 1
+    assert CallbackEvent.objects.get().outcome == "applied"
+    assert GeneratedImage.objects.filter(task=task, status=ImageStatus.DOWNLOADING).count() == 2

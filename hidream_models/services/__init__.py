@@ -3,6 +3,7 @@
 - ``creation``: create tasks for products or images, and enqueue their submission;
 - ``submission``: submit a queued task exactly once (``submit_task``);
 - ``results``: ``apply_result`` for callbacks and polls, and ``download_result``;
+- ``callbacks``: ``apply_callback_event``, the job behind the callback view;
 - ``polling``: ``sync_task`` and the ``sync_pass`` sweep behind ``hidream_sync``;
 - ``actions``: refresh and retry, for staff;
 - ``review``: approve or reject a picture;
@@ -11,6 +12,7 @@
 """
 
 from .actions import HiDreamActionRefused, refresh_task, retry_task
+from .callbacks import apply_callback_event
 from .creation import (
     CreationReport,
     GenerationOptions,
@@ -32,6 +34,7 @@ __all__ = [
     "GenerationOptions",
     "HiDreamActionRefused",
     "SyncReport",
+    "apply_callback_event",
     "apply_result",
     "approve_image",
     "publish_image",

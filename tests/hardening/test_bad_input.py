@@ -21,7 +21,7 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
-from django.test import override_settings
+from django.test import TestCase, override_settings
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
@@ -125,10 +125,17 @@ def sub(sub_task_id="sub-a", **fields):
 
 
 def post_callback(client, task, data, **extra):
+    """POST a callback, then apply what it stored, as the worker would."""
     if not isinstance(data, str | bytes):
         data = json.dumps(data)
     client.raise_request_exception = False  # a 500 is a failure to see, not an exception
-    return client.post(callback_url(task), data=data, content_type="application/json", **extra)
+    # The view enqueues on commit; these tests run inside a transaction that never commits.
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        response = client.post(
+            callback_url(task), data=data, content_type="application/json", **extra
+        )
+    jobs.apply_callbacks()
+    return response
 
 
 def snapshot(task) -> tuple:

@@ -226,10 +226,10 @@ def test_the_api_token_appears_nowhere(
     run_jobs()
     wait_for(lambda: CallbackEvent.objects.filter(task=by_callback).exists(), message="callback")
     wait_for(
-        lambda: [j.task.name for j in jobs.pending_jobs()].count("download_generated_image") == 2,
-        message="downloads queued by the callback",
+        lambda: [j.task.name for j in jobs.pending_jobs()].count("apply_callback_event") == 1,
+        message="the callback stored and queued",
     )
-    run_jobs()
+    run_jobs()  # applies it, then downloads the 2 pictures
     by_callback.refresh_from_db()
     assert by_callback.status == TaskStatus.SUCCEEDED, by_callback.error_message
     assert CallbackEvent.objects.get(task=by_callback).outcome == "applied"
@@ -344,10 +344,11 @@ def test_callback_tokens_stay_out_of_api_output_and_logs(
     ).tasks
     run_jobs()
     wait_for(
-        lambda: CallbackEvent.objects.filter(outcome="applied").count() == 2,
-        message="both callbacks applied",
+        lambda: [j.task.name for j in jobs.pending_jobs()].count("apply_callback_event") == 2,
+        message="both callbacks stored and queued",
     )
     run_jobs()
+    assert CallbackEvent.objects.filter(outcome="applied").count() == 2
     for task in tasks:
         task.refresh_from_db()
         assert task.status == TaskStatus.SUCCEEDED, task.error_message

@@ -1,4 +1,4 @@
-"""Races: a storm of duplicate callbacks against polling, and workers racing on one task.
+"""Races: a storm of duplicate callbacks, applied at once, against polling; workers racing.
 
 On PostgreSQL everything here runs in parallel for real. On SQLite, the callback storm is
 serialised (see serial_urls: pytest-django's live server shares one in-memory SQLite
@@ -34,6 +34,7 @@ from tests.reliability.conftest import assert_complete_pictures, stored_files
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 DOWNLOAD = "download_generated_image"
+APPLY = "apply_callback_event"
 STORM = 20
 
 
@@ -81,6 +82,7 @@ def test_twenty_concurrent_duplicate_callbacks_while_polling_store_each_picture_
     start = threading.Barrier(STORM + 1)
     done = threading.Event()
     replies: list[int] = []
+    outcomes: list = []
     polls = {"passes": 0, "changed": 0, "errors": []}
 
     def deliver():
@@ -89,6 +91,17 @@ def test_twenty_concurrent_duplicate_callbacks_while_polling_store_each_picture_
             url, data=body, headers={"Content-Type": "application/json"}, timeout=30
         )
         replies.append(response.status_code)
+
+    def apply(job):
+        # One worker each: the 20 stored callbacks are applied at the same time.
+        def run():
+            try:
+                with callback_guard:  # on SQLite: one at a time (see serial_urls)
+                    outcomes.append(services.apply_callback_event(*job.args))
+            finally:
+                connections.close_all()
+
+        return run
 
     def poll():
         start.wait(timeout=10)
@@ -107,12 +120,16 @@ def test_twenty_concurrent_duplicate_callbacks_while_polling_store_each_picture_
     poller = threading.Thread(target=poll)
     poller.start()
     try:
-        _run_threads([deliver] * STORM)
+        _run_threads([deliver] * STORM)  # each is stored and queued for applying
+        assert replies == [200] * STORM  # no 500, no 409: every duplicate is simply accepted
+        queued = jobs.take(APPLY)
+        assert len(queued) == STORM
+        _run_threads([apply(job) for job in queued])
     finally:
         done.set()
         poller.join(timeout=30)
 
-    assert replies == [200] * STORM  # no 500, no 409: every duplicate is simply accepted
+    assert len(outcomes) == STORM and None not in outcomes  # each applied once, by its job
     assert polls["errors"] == [] and polls["passes"] >= 1
     events = CallbackEvent.objects.filter(task=task)
     assert events.count() == STORM
