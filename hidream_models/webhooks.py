@@ -64,6 +64,20 @@ class HiDreamCallbackView(View):
 
     http_method_names = ["post", "options"]
 
+    def http_method_not_allowed(self, request, *args, **kwargs):
+        # JSON like every other answer of this URL, with the Allow header Django sets.
+        response = super().http_method_not_allowed(request, *args, **kwargs)
+        body = JsonResponse(
+            {
+                "ok": False,
+                "error": _("Method %(method)s not allowed; HiDream POSTs here.")
+                % {"method": request.method},
+            },
+            status=405,
+        )
+        body["Allow"] = response["Allow"]
+        return body
+
     def post(self, request, task_id, token):
         task = ModelImageTask.objects.filter(pk=task_id).only("pk", "callback_token").first()
         expected = task.callback_token if task else _DUMMY_TOKEN

@@ -197,8 +197,12 @@ def test_no_csrf_and_no_session_needed(task, admin_user):
     assert response.status_code == 200
 
 
-def test_get_is_not_allowed(client, task):
-    assert client.get(url(task)).status_code == 405
+def test_get_is_not_allowed_and_answered_in_json(client, task):
+    response = client.get(url(task))
+    assert response.status_code == 405
+    assert response["Allow"] == "POST, OPTIONS"
+    assert response.json() == {"ok": False, "error": "Method GET not allowed; HiDream POSTs here."}
+    assert not CallbackEvent.objects.exists()
 
 
 def test_works_with_atomic_requests(client, settings, task):
