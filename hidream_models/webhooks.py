@@ -3,7 +3,7 @@
 HiDream's callback is unsigned (API-REFERENCE §5), so the per-task token in the URL is the
 only key (DESIGN §5). The view verifies before it parses: a wrong token looks exactly like an
 unknown task (404, nothing written). The body is checked and stored as a ``CallbackEvent``
-(one row) and answered in about a millisecond; applying it, which locks and updates the task
+(one row) and answered in milliseconds; applying it, which locks and updates the task
 and its pictures and queues their downloads, is the ``apply_callback_event`` job's
 (``services.callbacks``). A body that is not a task result is stored as ``invalid`` and
 answered 400.
