@@ -60,6 +60,15 @@ class CallbackEvent(models.Model):
         verbose_name = _("callback event")
         verbose_name_plural = _("callback events")
         ordering = ["-received_at"]
+        indexes = [
+            # The sweep looks for callbacks whose job was lost: the few still "received".
+            # A partial index keeps that a lookup, however long the log grows.
+            models.Index(
+                fields=["received_at"],
+                condition=models.Q(outcome="received"),
+                name="hidream_callback_unapplied",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.received_at:%Y-%m-%d %H:%M:%S} · {self.get_outcome_display()}"
