@@ -131,9 +131,13 @@ def open_storage_file(name: str, storage: Storage, what: str) -> IO[bytes]:
     except FileNotFoundError:
         raise ImageProblem(_("%(what)s is missing from storage.") % {"what": what}) from None
     except OSError as exc:
-        raise ImageProblem(
-            _("%(what)s could not be read from storage: %(error)s") % {"what": what, "error": exc}
-        ) from None
+        raise _unreadable(what, exc) from None
+
+
+def _unreadable(what: str, exc: OSError) -> ImageProblem:
+    return ImageProblem(
+        _("%(what)s could not be read from storage: %(error)s") % {"what": what, "error": exc}
+    )
 
 
 def _prepare_with_pillow(name: str, storage: Storage, what: str) -> PreparedSource:
@@ -144,10 +148,8 @@ def _prepare_with_pillow(name: str, storage: Storage, what: str) -> PreparedSour
     try:
         with open_storage_file(name, storage, what) as fh:
             data = fh.read()
-    except OSError as exc:
-        raise ImageProblem(
-            _("%(what)s could not be read from storage: %(error)s") % {"what": what, "error": exc}
-        ) from None
+    except OSError as exc:  # opening was checked; this is the read
+        raise _unreadable(what, exc) from None
 
     image = open_checked(io.BytesIO(data), what)
     original_size = image.size

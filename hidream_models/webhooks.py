@@ -26,6 +26,7 @@ from .models import CallbackEvent, CallbackOutcome, ModelImageTask, new_callback
 from .payloads import strip_nul
 from .services.callbacks import BODY_ERRORS, describe, read_callback_body
 from .services.scheduling import enqueue_after_commit
+from .tasks import apply_callback_event
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +66,8 @@ class HiDreamCallbackView(View):
     http_method_names = ["post", "options"]
 
     def http_method_not_allowed(self, request, *args, **kwargs):
-        # JSON like every other answer of this URL, with the Allow header Django sets.
-        response = super().http_method_not_allowed(request, *args, **kwargs)
-        body = JsonResponse(
+        # JSON like every other answer of this URL, with the Allow header Django would set.
+        response = JsonResponse(
             {
                 "ok": False,
                 "error": _("Method %(method)s not allowed; HiDream POSTs here.")
@@ -75,8 +75,8 @@ class HiDreamCallbackView(View):
             },
             status=405,
         )
-        body["Allow"] = response["Allow"]
-        return body
+        response["Allow"] = ", ".join(self._allowed_methods())
+        return response
 
     def post(self, request, task_id, token):
         task = ModelImageTask.objects.filter(pk=task_id).only("pk", "callback_token").first()
@@ -121,8 +121,6 @@ class HiDreamCallbackView(View):
         )
         if problem:
             return _rejected(400, problem)
-        from .tasks import apply_callback_event
-
         # After the row is committed (it is: autocommit); if the enqueue is lost, the event
         # stays "received" and the sweep applies it.
         enqueue_after_commit(apply_callback_event, event.pk)

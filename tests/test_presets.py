@@ -144,6 +144,16 @@ def preset_post(**fields):
     return data
 
 
+def assert_refused_on(response, field: str, hint: str) -> None:
+    """The form came back unsaved, with one error, shown beside ``field`` and naming ``hint``."""
+    assert response.status_code == 200
+    assert HiDreamPreset.objects.count() == 0
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == [field], errors
+    row = field_row(html_of(response), field)
+    assert 'class="errorlist' in row and hint in row
+
+
 @pytest.mark.django_db
 def test_preset_admin_refuses_template_mode_without_templates(admin_client, templates):
     response = admin_client.post(reverse(PRESET_ADD), preset_post())
@@ -160,12 +170,7 @@ def test_preset_admin_refuses_template_mode_without_templates(admin_client, temp
 @pytest.mark.django_db
 def test_preset_admin_refuses_a_prompt_over_500_characters(admin_client, templates):
     response = admin_client.post(reverse(PRESET_ADD), preset_post(mode="prompt", prompt="x" * 501))
-    assert response.status_code == 200
-    assert HiDreamPreset.objects.count() == 0
-    errors = response.context["adminform"].form.errors
-    assert list(errors) == ["prompt"], errors
-    row = field_row(html_of(response), "prompt")
-    assert 'class="errorlist' in row and "500" in row
+    assert_refused_on(response, "prompt", "500")
 
 
 @pytest.mark.django_db
@@ -178,12 +183,7 @@ def test_preset_admin_refuses_five_pictures(admin_client, templates):
             image_count="5",
         ),
     )
-    assert response.status_code == 200
-    assert HiDreamPreset.objects.count() == 0
-    errors = response.context["adminform"].form.errors
-    assert list(errors) == ["image_count"], errors
-    row = field_row(html_of(response), "image_count")
-    assert 'class="errorlist' in row and "4" in row
+    assert_refused_on(response, "image_count", "4")
 
 
 @pytest.mark.django_db
