@@ -154,6 +154,13 @@ def strip_nul(value: Any) -> Any:
     return value
 
 
+# Bytes from which json.loads can only make storable strings lack all three: a \u escape
+# (the one way valid UTF-8 JSON spells NUL or a lone surrogate), a NUL byte (UTF-16 and
+# UTF-32 bodies, which json.loads also reads, are full of them) and 0xED (the lead byte of a
+# surrogate encoded as UTF-8, which json.loads lets through).
+_MAY_HOLD_UNSTORABLE = re.compile(rb"\\u|\x00|\xed")
+
+
 def _refuse_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
@@ -161,7 +168,11 @@ def _refuse_constant(name: str):
 def loads_json(raw: bytes | str) -> Any:
     """``json.loads`` that refuses NaN and Infinity (not JSON; no database stores them in
     jsonb) and keeps only what can be stored (``strip_nul``)."""
-    return strip_nul(json.loads(raw, parse_constant=_refuse_constant))
+    data = json.loads(raw, parse_constant=_refuse_constant)
+    if isinstance(raw, bytes | bytearray) and not _MAY_HOLD_UNSTORABLE.search(raw):
+        # Nothing to walk: the usual callback body or reply (see _MAY_HOLD_UNSTORABLE).
+        return data
+    return strip_nul(data)
 
 
 class PayloadError(ValueError):
@@ -204,9 +215,11 @@ def _format_errors(errors: Any, prefix: str = "") -> str:
 def parse_task_result(body: Any) -> TaskResultPayload:
     """Validate and normalise a task-result body; raise ``PayloadError`` naming the problem.
 
-    A whole envelope with a non-zero ``code`` raises ``HiDreamAPIError`` instead.
+    ``body`` is as ``loads_json`` returns it (every string storable); a string that is not
+    fails validation. A whole envelope with a non-zero ``code`` raises ``HiDreamAPIError``
+    instead.
     """
-    result = _unwrap(strip_nul(body))
+    result = _unwrap(body)
     try:
         data = _body_serializer().run_validation(result)
     except serializers.ValidationError as exc:

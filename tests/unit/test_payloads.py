@@ -14,6 +14,7 @@ from hidream_models.payloads import (
     TaskResultPayload,
     is_final_status,
     is_success_status,
+    loads_json,
     parse_task_result,
 )
 
@@ -227,3 +228,42 @@ def test_is_final_status_table(status, final):
 @pytest.mark.parametrize(("status", "success"), [(1, True), (0, False), (3, False), (1004, False)])
 def test_only_status_1_is_success(status, success):
     assert is_success_status(status) is success
+
+
+# -- loads_json: what can be stored, and the walk skipped when nothing needs it --------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b'{"a": "plain \\u00e9t\\u00e9", "b": ["x"]}', {"a": "plain été", "b": ["x"]}),
+        (b'{"a": "nul\\u0000here"}', {"a": "nul\ufffdhere"}),
+        (b'{"a\\u0000": ["\\ud83d"]}', {"a\ufffd": ["\ufffd"]}),
+        # A surrogate encoded as UTF-8 bytes: json.loads lets it through.
+        (b'{"a": "lone \xed\xa0\x80 surrogate"}', {"a": "lone \ufffd surrogate"}),
+        # UTF-16, which json.loads also reads, with a \u0000 escape inside.
+        ('{"a": "x\\u0000y"}'.encode("utf-16"), {"a": "x\ufffdy"}),
+        ('{"a": "x\\u0000y"}', {"a": "x\ufffdy"}),
+        ("{\"a\": \"str \ud83d\"}", {"a": "str \ufffd"}),
+    ],
+)
+def test_loads_json_keeps_only_storable_strings(raw, expected):
+    assert loads_json(raw) == expected
+
+
+def test_loads_json_leaves_an_ordinary_body_unwalked(monkeypatch):
+    # The common case (no escape, no NUL, no 0xED byte) costs no walk over the data.
+    from hidream_models import payloads
+
+    def walked(value):
+        raise AssertionError("strip_nul ran on a body that cannot need it")
+
+    monkeypatch.setattr(payloads, "strip_nul", walked)
+    raw = b'{"code": 0, "result": {"task_id": "t", "sub_task_results": [{"image": "x"}]}}'
+    assert loads_json(raw)["result"]["task_id"] == "t"
+    assert loads_json("é".join(['{"a": "', '"}']).encode()) == {"a": "é"}
+
+
+def test_loads_json_refuses_nan():
+    with pytest.raises(ValueError, match="NaN"):
+        loads_json(b'{"a": NaN}')
