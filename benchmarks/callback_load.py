@@ -6,11 +6,12 @@ and ``http.client``, a new connection per request, as HiDream's callbacks come).
 
 The callback requests POST HiDream's final result (4 pictures done) to
 ``/hidream/callback/<task>/<token>/`` for 200 submitted tasks in turn. The view checks the
-token and the body, stores the callback and enqueues the job that applies it (with the
-database backend: two rows); no worker runs here, so this measures the view alone (goal 4
-measures the whole path, apply and downloads included). Tasks, callbacks and jobs are put
-back before each run. The baseline POSTs the same bodies to ``/bench/touch/<task>/``, a
-plain Django view that updates one row (``benchmarks.bench_urls``).
+token (an HMAC: no query) and the body, and queues the job that stores and applies it (with
+the database backend: one row); no worker runs here, so this measures the view alone (goal 4
+measures the whole path, storing, applying and downloads included). Tasks, callbacks and
+jobs are put back before each run. The baseline POSTs the same bodies to
+``/bench/touch/<task>/``, a plain Django view that updates one row
+(``benchmarks.bench_urls``).
 
 - Throughput: 4 connections back to back for 5 s (after a 1 s warm-up), callback and
   baseline alternately, twice; the best run of each is kept. Goal: ratio ≥ 0.7.
@@ -130,7 +131,7 @@ def _check(stats: dict, what: str) -> None:
 
 
 def run(bench) -> list[dict]:
-    from hidream_models.models import CallbackEvent
+    from django_tasks_db.models import DBTaskResult
 
     reset_data()
     tasks = _submitted_tasks(bench.sim.base_url)
@@ -181,8 +182,8 @@ def run(bench) -> list[dict]:
         latency = {}
         for what in ("callback", "touch"):
             if what == "touch":
-                stored = CallbackEvent.objects.filter(outcome="received").count()
-                log(f"2. the callback run at {RATE:g} req/s stored {stored} callbacks")
+                queued = DBTaskResult.objects.filter(task_path__endswith="receive_callback")
+                log(f"2. the callback run at {RATE:g} req/s queued {queued.count()} callbacks")
             _put_back(tasks)
             stats = _load(
                 bench,

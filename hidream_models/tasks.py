@@ -1,8 +1,9 @@
 """Background jobs (``django.tasks``): thin wrappers that call the services.
 
-Arguments are strings and ints only, so every backend (database, Celery) can serialise
-them. Queue names and priorities are chosen at enqueue time, never in ``@task``, which would
-validate them against the configured backend at import time.
+Arguments are plain JSON values (strings, ints, lists and dicts of them), so every backend
+(database, Celery) can serialise them. Queue names and priorities are chosen at enqueue
+time, never in ``@task``, which would validate them against the configured backend at
+import time.
 """
 
 from __future__ import annotations
@@ -62,6 +63,18 @@ def sync_templates_job() -> str:
 
 
 @task
+def receive_callback(
+    task_id: str, body: str, headers: dict, remote_addr: str | None, received_at: str
+) -> str | None:
+    """Store and apply one callback the callback view checked and queued."""
+    return services.receive_callback(task_id, body, headers, remote_addr, received_at)
+
+
+@task
 def apply_callback_event(event_id: int) -> str | None:
-    """Apply one callback the callback view stored (``services.callbacks``)."""
+    """Apply one stored callback (``services.callbacks``).
+
+    The view no longer queues this job (it queues ``receive_callback``); it stays for jobs
+    queued before the upgrade, which would otherwise fail to import.
+    """
     return services.apply_callback_event(event_id)

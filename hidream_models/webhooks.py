@@ -1,37 +1,36 @@
 """The callback receiver: ``POST /hidream/callback/<task uuid>/<token>/``.
 
 HiDream's callback is unsigned (API-REFERENCE §5), so the per-task token in the URL is the
-only key (DESIGN §5). The view verifies before it parses: a wrong token looks exactly like an
-unknown task (404, nothing written). The body is checked and stored as a ``CallbackEvent``
-(one row) and answered in milliseconds; applying it, which locks and updates the task
-and its pictures and queues their downloads, is the ``apply_callback_event`` job's
-(``services.callbacks``). A body that is not a task result is stored as ``invalid`` and
-answered 400.
+only key (DESIGN §5). It is an HMAC of the task id (``tokens``), checked before anything is
+read: a wrong token looks exactly like an unknown task (404, nothing written, no query).
+The body is checked and queued with the ``receive_callback`` job, which stores it as a
+``CallbackEvent`` and applies it (``services.callbacks``); the view answers in milliseconds
+with one write (with the database backend, the job's row). A body that is not a task result
+is stored as ``invalid`` here and answered 400.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 
 from django.db import transaction
 from django.http import JsonResponse
+from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from .conf import hidream_settings
-from .models import CallbackEvent, CallbackOutcome, ModelImageTask, new_callback_token
+from .models import CallbackOutcome
 from .payloads import strip_nul
-from .services.callbacks import BODY_ERRORS, describe, read_callback_body
-from .services.scheduling import enqueue_after_commit
-from .tasks import apply_callback_event
+from .services.callbacks import BODY_ERRORS, describe, read_callback_body, record_callback
+from .tasks import receive_callback
+from .tokens import is_valid_callback_token
 
 logger = logging.getLogger(__name__)
 
 SECRET_HEADERS = {"authorization", "cookie", "proxy-authorization", "x-api-key", "x-csrftoken"}
-_DUMMY_TOKEN = new_callback_token()
 
 
 def _clean_headers(request) -> dict[str, str]:
@@ -56,11 +55,12 @@ def _error(request, status: int, message: str, *, token_is_valid: bool) -> JsonR
 
 @method_decorator([csrf_exempt, transaction.non_atomic_requests], name="dispatch")
 class HiDreamCallbackView(View):
-    """Receives HiDream's task-result callback for one task: checks it, stores it, queues it.
+    """Receives HiDream's task-result callback for one task: checks it and queues it.
 
     A plain Django view (no session, no CSRF, no DRF request wrapping: HiDream is no browser
     and this is the hottest URL of the app); the body is read by hand so the size limit holds
-    before anything is parsed. Applying the result is the ``apply_callback_event`` job's.
+    before anything is parsed. Storing and applying the result is the ``receive_callback``
+    job's.
     """
 
     http_method_names = ["post", "options"]
@@ -79,10 +79,7 @@ class HiDreamCallbackView(View):
         return response
 
     def post(self, request, task_id, token):
-        task = ModelImageTask.objects.filter(pk=task_id).only("pk", "callback_token").first()
-        expected = task.callback_token if task else _DUMMY_TOKEN
-        # Constant-time compare either way, so timing tells nothing about which part was wrong.
-        if not hmac.compare_digest(expected.encode(), str(token).encode()) or task is None:
+        if not is_valid_callback_token(task_id, token):
             return _error(request, 404, _("Not found."), token_is_valid=False)
 
         def _rejected(status: int, message: str) -> JsonResponse:
@@ -103,26 +100,30 @@ class HiDreamCallbackView(View):
         if len(raw) > limit:
             return _rejected(413, _("Body too large: the limit is %(max)s bytes.") % {"max": limit})
 
-        # Checked here, so HiDream hears at once about a body that is not a task result;
-        # stored either way (one row), so staff see what was sent.
+        received = {
+            "body": raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
+            "headers": strip_nul(_clean_headers(request)),
+            "remote_addr": request.META.get("REMOTE_ADDR") or None,
+        }
+        # Checked here, so HiDream hears at once about a body that is not a task result,
+        # and stored at once, so staff see what was sent.
         try:
             read_callback_body(raw)
         except BODY_ERRORS as exc:
             problem = describe(exc)
-        else:
-            problem = None
-        event = CallbackEvent.objects.create(
-            task_id=task.pk,
-            remote_addr=request.META.get("REMOTE_ADDR") or None,
-            headers=strip_nul(_clean_headers(request)),
-            body=raw.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
-            outcome=CallbackOutcome.INVALID if problem else CallbackOutcome.RECEIVED,
-            error=problem or "",
-        )
-        if problem:
+            record_callback(task_id, outcome=CallbackOutcome.INVALID, error=problem, **received)
             return _rejected(400, problem)
-        # After the row is committed (it is: autocommit); if the enqueue is lost, the event
-        # stays "received" and the sweep applies it.
-        enqueue_after_commit(apply_callback_event, event.pk)
+
+        # The job stores and applies it. Queued directly, not on commit: there is no
+        # transaction here, and a failure must reach HiDream as a failure, not a 200.
+        try:
+            receive_callback.enqueue(
+                str(task_id), received_at=timezone.now().isoformat(), **received
+            )
+        except Exception:
+            logger.exception("Could not queue HiDream's callback for task %s", task_id)
+            return _rejected(
+                503, _("The callback could not be queued; please send it again later.")
+            )
         # 200, not 202: HiDream counts only a 200 as delivered (API-REFERENCE §5).
-        return JsonResponse({"ok": True, "outcome": event.outcome})
+        return JsonResponse({"ok": True, "outcome": CallbackOutcome.RECEIVED})

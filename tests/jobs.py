@@ -75,8 +75,8 @@ def run_only(name: str) -> int:
     """Run the pending jobs called ``name`` (once each, FIFO), leaving every other job, and
     the ones they enqueue, pending. Returns how many ran.
 
-    For tests that look between two steps of the pipeline, e.g. after the stored callbacks
-    are applied (``apply_callback_event``) and before their downloads run.
+    For tests that look between two steps of the pipeline, e.g. after the callbacks are
+    stored and applied (``receive_callback``) and before their downloads run.
     """
     chosen = take(name)
     for job in chosen:
@@ -86,5 +86,6 @@ def run_only(name: str) -> int:
 
 
 def apply_callbacks() -> int:
-    """Apply the callbacks the callback view stored and queued (see ``run_only``)."""
-    return run_only("apply_callback_event")
+    """Store and apply the callbacks the callback view queued (``receive_callback``, see
+    ``run_only``), and any stored callback queued on its own (``apply_callback_event``)."""
+    return run_only("receive_callback") + run_only("apply_callback_event")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime, timedelta
 
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from hidream_models.models import (
     CallbackEvent,
@@ -64,29 +66,37 @@ def post(client, path, body, **extra):
     return client.post(path, data=data, content_type="application/json", **extra)
 
 
-def test_valid_callback_is_stored_applied_and_queues_downloads(client, task):
+def test_valid_callback_is_queued_then_stored_applied_and_queues_downloads(client, task):
+    before = timezone.now()
     response = post(client, url(task), result(done("sub-a"), done("sub-b")))
     assert response.status_code == 200, response.content
     assert response.json() == {"ok": True, "outcome": "received"}
-    # Answered once stored: applying it is a job of its own.
-    event = CallbackEvent.objects.get(task=task)
-    assert event.outcome == "received" and "sub-a" in event.body
-    assert [job.task.name for job in jobs.pending_jobs()] == ["apply_callback_event"]
+    # Answered once queued: the job carries the body, and stores and applies it.
+    (job,) = jobs.pending_jobs()
+    assert job.task.name == "receive_callback"
+    assert job.args == [str(task.pk)] and "sub-a" in job.kwargs["body"]
+    assert task.callback_token not in json.dumps([job.args, job.kwargs])
+    assert not CallbackEvent.objects.exists()
     assert not GeneratedImage.objects.filter(task=task, status=ImageStatus.DOWNLOADING).exists()
 
     assert jobs.apply_callbacks() == 1
     assert GeneratedImage.objects.filter(task=task, status=ImageStatus.DOWNLOADING).count() == 2
-    event.refresh_from_db()
-    assert event.outcome == "applied"
+    event = CallbackEvent.objects.get(task=task)
+    assert event.outcome == "applied" and "sub-a" in event.body
+    assert event.remote_addr == "127.0.0.1"
+    # The time the view received it, not the time the job ran.
+    assert before <= event.received_at <= datetime.fromisoformat(job.kwargs["received_at"])
     queued = [job.task.name for job in jobs.pending_jobs()]
     assert queued.count("download_generated_image") == 2
 
 
-def test_wrong_token_is_404_and_writes_nothing(client, task):
+def test_wrong_token_is_404_and_writes_nothing(client, task, django_assert_num_queries):
     before = task.updated_at
-    response = post(client, url(task, token="x" * 43), result(done("sub-a")))
+    with django_assert_num_queries(0):  # the token is an HMAC: refused before any query
+        response = post(client, url(task, token="x" * 64), result(done("sub-a")))
     assert response.status_code == 404
     assert not CallbackEvent.objects.exists()
+    assert not jobs.pending_jobs()
     assert not GeneratedImage.objects.exists()
     task.refresh_from_db()
     assert task.updated_at == before
@@ -101,6 +111,28 @@ def test_unknown_task_answers_exactly_like_a_wrong_token(client, task):
     assert wrong.status_code == missing.status_code == 404
     assert wrong.content == missing.content
     assert not CallbackEvent.objects.exists()
+    assert not jobs.pending_jobs()
+
+
+def test_a_token_made_with_a_fallback_key_still_works(client, task, settings):
+    old_token = task.callback_token
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "a-new-key-after-rotation-" + "k" * 40
+    assert task.callback_token != old_token
+    assert post(client, url(task, token=old_token), result(done("sub-a"))).status_code == 200
+    settings.SECRET_KEY_FALLBACKS = []  # the old key dropped: its URLs stop working
+    assert post(client, url(task, token=old_token), result(done("sub-a"))).status_code == 404
+
+
+def test_a_callback_for_a_deleted_task_is_dropped_by_its_job(client, task, caplog):
+    path = url(task)
+    task.delete()
+    # The token is right (only the key's holder can make one), so the body is queued...
+    assert post(client, path, result(done("sub-a"))).status_code == 200
+    # ...and its job, finding no task, stores nothing and says so.
+    assert jobs.apply_callbacks() == 1
+    assert not CallbackEvent.objects.exists()
+    assert "no longer exists" in caplog.text
 
 
 def test_ten_replays_make_no_duplicates(client, task):
@@ -173,10 +205,11 @@ def test_a_stored_callback_is_applied_once(client, task):
     from hidream_models.services import apply_callback_event
 
     post(client, url(task), result(done("sub-a"), done("sub-b")))
+    assert jobs.apply_callbacks() == 1
     event = CallbackEvent.objects.get()
-    assert apply_callback_event(event.pk) == "applied"
+    assert event.outcome == "applied"
     assert apply_callback_event(event.pk) is None  # a second job, or the sweep, after it
-    assert jobs.apply_callbacks() == 1  # the queued job finds it applied: nothing more
+    assert CallbackEvent.objects.get().outcome == "applied"
     downloads = [j for j in jobs.pending_jobs() if j.task.name == "download_generated_image"]
     assert len(downloads) == 2
 
@@ -214,9 +247,10 @@ def test_works_with_atomic_requests(client, settings, task):
     finally:
         connections["default"].settings_dict["ATOMIC_REQUESTS"] = False
     assert response.status_code == 200
-    # The job is enqueued once the view's own transaction commits, not held back.
-    assert [job.task.name for job in jobs.pending_jobs()] == ["apply_callback_event"]
-    assert CallbackEvent.objects.get().outcome == "received"
+    # The view runs outside the request's transaction: its job is queued, not held back.
+    assert [job.task.name for job in jobs.pending_jobs()] == ["receive_callback"]
+    assert jobs.apply_callbacks() == 1
+    assert CallbackEvent.objects.get().outcome == "applied"
 
 
 def test_secret_headers_are_not_stored(client, task):
@@ -228,22 +262,27 @@ def test_secret_headers_are_not_stored(client, task):
         HTTP_COOKIE="sessionid=abc",
         HTTP_X_TRACE="keep-me",
     )
+    (job,) = jobs.pending_jobs()
+    assert "leaked" not in json.dumps(job.kwargs) and "abc" not in json.dumps(job.kwargs)
+    jobs.apply_callbacks()
     headers = CallbackEvent.objects.get().headers
     lowered = {k.lower(): v for k, v in headers.items()}
     assert "authorization" not in lowered and "cookie" not in lowered
     assert lowered["x-trace"] == "keep-me"
 
 
-def test_a_callback_whose_job_was_lost_is_applied_by_the_sweep(client, task):
-    from datetime import timedelta
-
-    from django.utils import timezone
-
+def test_a_callback_stored_but_not_applied_is_applied_by_the_sweep(client, task):
+    from hidream_models.services.callbacks import record_callback
     from hidream_models.services.limits import lease_seconds
     from hidream_models.services.polling import recover_interrupted_work
 
-    post(client, url(task), result(done("sub-a"), done("sub-b")))
-    jobs.clear_jobs()  # the worker died with the job
+    # The job's first half, then the worker died: stored, still "received".
+    record_callback(
+        task.pk,
+        body=json.dumps(result(done("sub-a"), done("sub-b"))),
+        headers={},
+        remote_addr="127.0.0.1",
+    )
     event = CallbackEvent.objects.get()
     # Not yet: a job may still be on its way.
     assert recover_interrupted_work(now=timezone.now()) == 0
@@ -253,3 +292,30 @@ def test_a_callback_whose_job_was_lost_is_applied_by_the_sweep(client, task):
     assert recover_interrupted_work(now=later) == 1
     assert CallbackEvent.objects.get().outcome == "applied"
     assert GeneratedImage.objects.filter(task=task, status=ImageStatus.DOWNLOADING).count() == 2
+
+
+def test_a_callback_that_cannot_be_queued_is_503_so_hidream_sends_it_again(
+    client, task, monkeypatch, caplog
+):
+    from hidream_models import webhooks
+
+    class BrokenQueue:
+        def enqueue(self, *args, **kwargs):
+            raise ConnectionError("broker down")
+
+    monkeypatch.setattr(webhooks, "receive_callback", BrokenQueue())
+    response = post(client, url(task), result(done("sub-a")))
+    assert response.status_code == 503
+    assert "send it again" in response.json()["error"]
+    assert "broker down" in caplog.text
+    assert task.callback_token not in caplog.text
+    assert not CallbackEvent.objects.exists()
+
+
+def test_a_malformed_callback_for_a_deleted_task_is_still_400_and_stores_nothing(client, task):
+    path = url(task)
+    task.delete()
+    response = post(client, path, "{not json")
+    assert response.status_code == 400
+    assert "not valid JSON" in response.json()["error"]
+    assert not CallbackEvent.objects.exists()

@@ -4,6 +4,7 @@ dj-stripe's webhook log)."""
 from __future__ import annotations
 
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .tasks import ModelImageTask
@@ -18,7 +19,7 @@ class CallbackOutcome(models.TextChoices):
 
 
 class CallbackEvent(models.Model):
-    """A callback HiDream delivered for a task, stored before it is applied."""
+    """A callback HiDream delivered for a task, stored as it came, then applied."""
 
     task = models.ForeignKey(
         ModelImageTask,
@@ -28,7 +29,12 @@ class CallbackEvent(models.Model):
         verbose_name=_("task"),
     )
     received_at = models.DateTimeField(
-        auto_now_add=True, db_index=True, help_text=_("Arrival."), verbose_name=_("received at")
+        # Not auto_now_add: the job that stores a callback sets the time the view received it.
+        default=timezone.now,
+        editable=False,
+        db_index=True,
+        help_text=_("Arrival."),
+        verbose_name=_("received at"),
     )
     remote_addr = models.GenericIPAddressField(
         null=True,

@@ -12,9 +12,12 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from ..tokens import callback_token
+
 
 def new_callback_token() -> str:
-    # 32 bytes of randomness (256 bits), URL-safe: the only key to a task's callback URL.
+    # Historical: the random token tasks stored before it became an HMAC (``tokens``).
+    # Migrations 0001 and 0004 name it as a field default, so it stays importable.
     return secrets.token_urlsafe(32)
 
 
@@ -186,13 +189,6 @@ class ModelImageTask(models.Model):
     attempts = models.PositiveIntegerField(
         default=0, help_text=_("Submit attempts made so far."), verbose_name=_("attempts")
     )
-    callback_token = models.CharField(
-        max_length=64,
-        default=new_callback_token,
-        editable=False,
-        help_text=_("Secret part of this task's callback URL. Never shown."),
-        verbose_name=_("callback token"),
-    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
@@ -294,6 +290,11 @@ class ModelImageTask(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_TASK_STATUSES
+
+    @property
+    def callback_token(self) -> str:
+        """Secret part of this task's callback URL (an HMAC of its id); never shown."""
+        return callback_token(self.pk)
 
     def sent_options(self) -> dict:
         """The generation options as sent to HiDream (without the image)."""

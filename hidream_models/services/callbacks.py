@@ -1,10 +1,12 @@
-"""Applying stored callbacks: the callback view stores, a background job applies.
+"""Receiving callbacks: the callback view checks and queues, a background job stores and applies.
 
-HiDream's callback is answered as soon as it is checked and stored (one row), as webhook
-senders expect; applying it (locking the task, updating its pictures, queueing downloads)
-is a job of its own, ``apply_callback_event``. If that job is lost (a crash between the
-commit and the enqueue, a worker killed), the event stays ``received`` and the sweep of
-``hidream_sync`` applies it.
+HiDream's callback is answered as soon as it is checked and queued, as webhook senders
+expect. The queued job (``receive_callback``) carries the body: with the database backend
+its row is the durable copy, written by the view's one write. The job stores the body as a
+``CallbackEvent`` and applies it (locking the task, updating its pictures, queueing
+downloads). If the job dies between the two, the event stays ``received`` and the sweep of
+``hidream_sync`` applies it; if the job itself is lost (a broker that forgot it), the
+task's result is what is lost, and polling fetches it, as for any callback that never came.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import json
 import logging
 
 from django.db import transaction
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
 from ..exceptions import HiDreamAPIError
-from ..models import CallbackEvent, CallbackOutcome
+from ..models import CallbackEvent, CallbackOutcome, ModelImageTask
 from ..payloads import PayloadError, TaskResultPayload, loads_json, parse_task_result
 from .results import apply_result
 
@@ -40,6 +43,54 @@ def describe(exc: Exception) -> str:
     if isinstance(exc, HiDreamAPIError):
         return _("The callback reports an error instead of a result: %(error)s") % {"error": exc}
     return _("The body is not a HiDream task result: %(error)s") % {"error": exc}
+
+
+def record_callback(
+    task_id,
+    *,
+    body: str,
+    headers: dict,
+    remote_addr: str | None,
+    received_at=None,
+    outcome: str = CallbackOutcome.RECEIVED,
+    error: str = "",
+) -> CallbackEvent | None:
+    """Store one callback as it came; None when its task is gone (deleted since it was sent).
+
+    ``body`` and ``headers`` are the view's: secrets removed, NUL characters replaced.
+    """
+    if not ModelImageTask.objects.filter(pk=task_id).exists():
+        logger.warning("HiDream callback for task %s, which no longer exists: dropped", task_id)
+        return None
+    fields = {"received_at": received_at} if received_at else {}
+    return CallbackEvent.objects.create(
+        task_id=task_id,
+        remote_addr=remote_addr or None,
+        headers=headers,
+        body=body,
+        outcome=outcome,
+        error=error,
+        **fields,
+    )
+
+
+def receive_callback(
+    task_id: str, body: str, headers: dict, remote_addr: str | None, received_at: str
+) -> str | None:
+    """Store a callback the view checked and queued, then apply it; returns its outcome.
+
+    None when its task is gone. ``received_at`` is the view's clock, in ISO 8601.
+    """
+    event = record_callback(
+        task_id,
+        body=body,
+        headers=headers,
+        remote_addr=remote_addr,
+        received_at=parse_datetime(received_at),
+    )
+    if event is None:
+        return None
+    return apply_callback_event(event.pk)
 
 
 def apply_callback_event(event_id: int) -> str | None:

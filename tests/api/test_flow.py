@@ -57,7 +57,7 @@ class Recorder:
 
 
 def assert_no_token_in(recorder: Recorder) -> None:
-    tokens = list(ModelImageTask.objects.values_list("callback_token", flat=True))
+    tokens = [task.callback_token for task in ModelImageTask.objects.all()]
     assert tokens and all(len(token) >= 32 for token in tokens)
     for raw in recorder.raw():
         assert b"callback_token" not in raw

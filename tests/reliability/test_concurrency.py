@@ -34,7 +34,7 @@ from tests.reliability.conftest import assert_complete_pictures, stored_files
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 DOWNLOAD = "download_generated_image"
-APPLY = "apply_callback_event"
+RECEIVE = "receive_callback"
 STORM = 20
 
 
@@ -93,11 +93,11 @@ def test_twenty_concurrent_duplicate_callbacks_while_polling_store_each_picture_
         replies.append(response.status_code)
 
     def apply(job):
-        # One worker each: the 20 stored callbacks are applied at the same time.
+        # One worker each: the 20 queued callbacks are stored and applied at the same time.
         def run():
             try:
                 with callback_guard:  # on SQLite: one at a time (see serial_urls)
-                    outcomes.append(services.apply_callback_event(*job.args))
+                    outcomes.append(services.receive_callback(*job.args, **job.kwargs))
             finally:
                 connections.close_all()
 
@@ -120,9 +120,9 @@ def test_twenty_concurrent_duplicate_callbacks_while_polling_store_each_picture_
     poller = threading.Thread(target=poll)
     poller.start()
     try:
-        _run_threads([deliver] * STORM)  # each is stored and queued for applying
+        _run_threads([deliver] * STORM)  # each is queued, to be stored and applied
         assert replies == [200] * STORM  # no 500, no 409: every duplicate is simply accepted
-        queued = jobs.take(APPLY)
+        queued = jobs.take(RECEIVE)
         assert len(queued) == STORM
         _run_threads([apply(job) for job in queued])
     finally:
