@@ -6,11 +6,11 @@ jobs. 100 tasks of 4 pictures are submitted one at a time to the simulator (``su
 called directly, no queue, so the workers only apply callbacks and download), each once the
 previous one has its 4 files and a pause of 0.05 s has passed, so every callback finds the
 workers idle; the simulator finishes each task 0.1 s after its submit and calls back (the
-callback view queues it; a worker stores and applies it and queues the 4 downloads). The
-result files are a real 768×1024 JPEG (``benchmarks.simulator``: drawn once, served like
-from a CDN).
+callback view stores it; a worker applies it, a batch window later, and queues the 4
+downloads). The result files are a real 768×1024 JPEG (``benchmarks.simulator``: drawn
+once, served like from a CDN).
 
-Per task: from ``CallbackEvent.received_at`` (the callback's arrival, the view's clock)
+Per task: from ``CallbackEvent.received_at`` (the callback's arrival, written by the view)
 to the last ``GeneratedImage.stored_at`` of its 4 pictures (written by the workers). The
 figure is the 95th percentile over the 100 tasks. Goal: < 1 s.
 

@@ -6,9 +6,10 @@ and ``http.client``, a new connection per request, as HiDream's callbacks come).
 
 The callback requests POST HiDream's final result (4 pictures done) to
 ``/hidream/callback/<task>/<token>/`` for 200 submitted tasks in turn. The view checks the
-token (an HMAC: no query) and the body, and queues the job that stores and applies it (with
-the database backend: one row); no worker runs here, so this measures the view alone (goal 4
-measures the whole path, storing, applying and downloads included). Tasks, callbacks and
+token (an HMAC: no query) and that the body is a task result, stores it (one row) and, once
+per batch window and worker, queues the job that applies the stored callbacks; no worker
+runs here, so this measures the view alone (goal 4 measures the whole path, applying and
+downloads included). Tasks, callbacks and
 jobs are put back before each run. The baseline POSTs the same bodies to
 ``/bench/touch/<task>/``, a plain Django view that updates one row
 (``benchmarks.bench_urls``).
@@ -133,6 +134,8 @@ def _check(stats: dict, what: str) -> None:
 def run(bench) -> list[dict]:
     from django_tasks_db.models import DBTaskResult
 
+    from hidream_models.models import CallbackEvent
+
     reset_data()
     tasks = _submitted_tasks(bench.sim.base_url)
     bodies = [_body(task, bench.sim.base_url) for task in tasks]
@@ -182,8 +185,12 @@ def run(bench) -> list[dict]:
         latency = {}
         for what in ("callback", "touch"):
             if what == "touch":
-                queued = DBTaskResult.objects.filter(task_path__endswith="receive_callback")
-                log(f"2. the callback run at {RATE:g} req/s queued {queued.count()} callbacks")
+                stored = CallbackEvent.objects.filter(outcome="received").count()
+                jobs = DBTaskResult.objects.count()
+                log(
+                    f"2. the callback run at {RATE:g} req/s stored {stored} callbacks "
+                    f"and queued {jobs} jobs to apply them"
+                )
             _put_back(tasks)
             stats = _load(
                 bench,

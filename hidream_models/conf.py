@@ -70,6 +70,13 @@ SETTINGS: dict[str, Setting] = {
     "POLL_INTERVAL": Setting(
         30.0, (int, float), "Seconds between two polls of the same unfinished task.", 1
     ),
+    "CALLBACK_BATCH_WINDOW": Setting(
+        0.05,
+        (int, float),
+        "Seconds during which a web process gathers the callbacks it stores into one job that "
+        "applies them, run twice this long after the first; 0: one job per callback, at once.",
+        0,
+    ),
     "CALLBACK_GRACE": Setting(
         60.0,
         (int, float),

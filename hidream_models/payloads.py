@@ -212,6 +212,19 @@ def _format_errors(errors: Any, prefix: str = "") -> str:
     return f"{prefix.rstrip('.')}: {errors}"
 
 
+def check_task_result_shape(body: Any) -> dict:
+    """The cheap half of ``parse_task_result``: that ``body`` is a task result at all.
+
+    Raises ``PayloadError`` for what is not (not an object, no ``sub_task_results`` list) and
+    ``HiDreamAPIError`` for an error envelope; the fields themselves are the serializer's,
+    checked by ``parse_task_result``.
+    """
+    result = _unwrap(body)
+    if not isinstance(result.get("sub_task_results"), list):
+        raise PayloadError(gettext("'sub_task_results' must be a list of sub-task results."))
+    return result
+
+
 def parse_task_result(body: Any) -> TaskResultPayload:
     """Validate and normalise a task-result body; raise ``PayloadError`` naming the problem.
 

@@ -63,18 +63,16 @@ def sync_templates_job() -> str:
 
 
 @task
-def receive_callback(
-    task_id: str, body: str, headers: dict, remote_addr: str | None, received_at: str
-) -> str | None:
-    """Store and apply one callback the callback view checked and queued."""
-    return services.receive_callback(task_id, body, headers, remote_addr, received_at)
+def apply_received_callbacks() -> int:
+    """Apply every stored callback still ``received`` (queued by the callback view)."""
+    return services.apply_received_callbacks()
 
 
 @task
 def apply_callback_event(event_id: int) -> str | None:
     """Apply one stored callback (``services.callbacks``).
 
-    The view no longer queues this job (it queues ``receive_callback``); it stays for jobs
-    queued before the upgrade, which would otherwise fail to import.
+    The view no longer queues this job (it queues ``apply_received_callbacks``); it stays
+    for jobs queued before the upgrade, which would otherwise fail to import.
     """
     return services.apply_callback_event(event_id)

@@ -3,10 +3,10 @@
 HiDream's callback is unsigned (API-REFERENCE §5), so the per-task token in the URL is the
 only key (DESIGN §5). It is an HMAC of the task id (``tokens``), checked before anything is
 read: a wrong token looks exactly like an unknown task (404, nothing written, no query).
-The body is checked and queued with the ``receive_callback`` job, which stores it as a
-``CallbackEvent`` and applies it (``services.callbacks``); the view answers in milliseconds
-with one write (with the database backend, the job's row). A body that is not a task result
-is stored as ``invalid`` here and answered 400.
+A body that is a task result is stored as a ``CallbackEvent`` (the view's one write) and
+answered 200 in milliseconds; a job applies it (``services.callbacks``), checking its
+fields first. A body that is not a task result at all is stored as ``invalid`` and
+answered 400.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import logging
 
 from django.db import transaction
 from django.http import JsonResponse
-from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
 from django.views import View
@@ -24,8 +23,13 @@ from django.views.decorators.csrf import csrf_exempt
 from .conf import hidream_settings
 from .models import CallbackOutcome
 from .payloads import strip_nul
-from .services.callbacks import BODY_ERRORS, describe, read_callback_body, record_callback
-from .tasks import receive_callback
+from .services.callbacks import (
+    BODY_ERRORS,
+    check_callback_body,
+    describe,
+    store_callback,
+    wake_callback_applier,
+)
 from .tokens import is_valid_callback_token
 
 logger = logging.getLogger(__name__)
@@ -55,12 +59,11 @@ def _error(request, status: int, message: str, *, token_is_valid: bool) -> JsonR
 
 @method_decorator([csrf_exempt, transaction.non_atomic_requests], name="dispatch")
 class HiDreamCallbackView(View):
-    """Receives HiDream's task-result callback for one task: checks it and queues it.
+    """Receives HiDream's task-result callback for one task: checks it and stores it.
 
     A plain Django view (no session, no CSRF, no DRF request wrapping: HiDream is no browser
     and this is the hottest URL of the app); the body is read by hand so the size limit holds
-    before anything is parsed. Storing and applying the result is the ``receive_callback``
-    job's.
+    before anything is parsed. Applying the result is the ``apply_received_callbacks`` job's.
     """
 
     http_method_names = ["post", "options"]
@@ -105,25 +108,19 @@ class HiDreamCallbackView(View):
             "headers": strip_nul(_clean_headers(request)),
             "remote_addr": request.META.get("REMOTE_ADDR") or None,
         }
-        # Checked here, so HiDream hears at once about a body that is not a task result,
-        # and stored at once, so staff see what was sent.
+        # Only that it is a task result at all, so HiDream hears at once about a body that is
+        # not; its fields are checked by the job that applies it (an invalid one is kept and
+        # marked so there: HiDream resending the same body would not mend it).
         try:
-            read_callback_body(raw)
+            check_callback_body(raw)
         except BODY_ERRORS as exc:
             problem = describe(exc)
-            record_callback(task_id, outcome=CallbackOutcome.INVALID, error=problem, **received)
+            store_callback(task_id, outcome=CallbackOutcome.INVALID, error=problem, **received)
             return _rejected(400, problem)
 
-        # The job stores and applies it. Queued directly, not on commit: there is no
-        # transaction here, and a failure must reach HiDream as a failure, not a 200.
-        try:
-            receive_callback.enqueue(
-                str(task_id), received_at=timezone.now().isoformat(), **received
-            )
-        except Exception:
-            logger.exception("Could not queue HiDream's callback for task %s", task_id)
-            return _rejected(
-                503, _("The callback could not be queued; please send it again later.")
-            )
+        if store_callback(task_id, outcome=CallbackOutcome.RECEIVED, **received) is None:
+            # A right token for a task deleted since: nothing to apply it to.
+            return _error(request, 404, _("Not found."), token_is_valid=True)
+        wake_callback_applier()
         # 200, not 202: HiDream counts only a 200 as delivered (API-REFERENCE §5).
         return JsonResponse({"ok": True, "outcome": CallbackOutcome.RECEIVED})

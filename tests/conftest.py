@@ -59,6 +59,15 @@ def _default_language():
     translation.deactivate()
 
 
+@pytest.fixture(autouse=True)
+def _new_callback_batch():
+    """Each test's first callback queues its own apply job: the batch window of a callback
+    posted by the test before must not cover it."""
+    from hidream_models.services.callbacks import _batcher
+
+    _batcher.reset()
+
+
 @pytest.fixture
 def run_jobs():
     return jobs.run_jobs

@@ -71,21 +71,27 @@ def take(name: str) -> list:
     return chosen
 
 
-def run_only(name: str) -> int:
+def run_only(name: str, *, when_due: bool = False) -> list:
     """Run the pending jobs called ``name`` (once each, FIFO), leaving every other job, and
-    the ones they enqueue, pending. Returns how many ran.
+    the ones they enqueue, pending. Returns what they returned. ``when_due``: each once its
+    ``run_after`` has come, as a worker would.
 
     For tests that look between two steps of the pipeline, e.g. after the callbacks are
-    stored and applied (``receive_callback``) and before their downloads run.
+    applied and before their downloads run.
     """
-    chosen = take(name)
-    for job in chosen:
-        job.task.call(*job.args, **job.kwargs)
+    returned = []
+    for job in take(name):
+        wait = _due(job) - time.time()
+        if when_due and wait > 0:
+            time.sleep(wait)
+        returned.append(job.task.call(*job.args, **job.kwargs))
         object.__setattr__(job, "status", TaskResultStatus.SUCCESSFUL)
-    return len(chosen)
+    return returned
 
 
 def apply_callbacks() -> int:
-    """Store and apply the callbacks the callback view queued (``receive_callback``, see
-    ``run_only``), and any stored callback queued on its own (``apply_callback_event``)."""
-    return run_only("receive_callback") + run_only("apply_callback_event")
+    """Run the jobs that apply the callbacks the callback view stored, each when due (the
+    view defers them by the batch window); returns how many callbacks they applied."""
+    return sum(run_only("apply_received_callbacks", when_due=True)) + sum(
+        outcome is not None for outcome in run_only("apply_callback_event")
+    )

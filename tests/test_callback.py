@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from hidream_models.conf import hidream_settings
 from hidream_models.models import (
     CallbackEvent,
+    CallbackOutcome,
     GeneratedImage,
     ImageStatus,
     ModelImageTask,
     TaskStatus,
 )
+from hidream_models.services import callbacks
 from tests import jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -66,26 +71,25 @@ def post(client, path, body, **extra):
     return client.post(path, data=data, content_type="application/json", **extra)
 
 
-def test_valid_callback_is_queued_then_stored_applied_and_queues_downloads(client, task):
+def test_valid_callback_is_stored_then_applied_by_a_job_that_queues_downloads(client, task):
     before = timezone.now()
     response = post(client, url(task), result(done("sub-a"), done("sub-b")))
     assert response.status_code == 200, response.content
     assert response.json() == {"ok": True, "outcome": "received"}
-    # Answered once queued: the job carries the body, and stores and applies it.
+    # Answered once stored: applying it is a job of its own, deferred by the batch window.
+    event = CallbackEvent.objects.get(task=task)
+    assert event.outcome == "received" and "sub-a" in event.body
+    assert event.remote_addr == "127.0.0.1" and event.received_at >= before
     (job,) = jobs.pending_jobs()
-    assert job.task.name == "receive_callback"
-    assert job.args == [str(task.pk)] and "sub-a" in job.kwargs["body"]
-    assert task.callback_token not in json.dumps([job.args, job.kwargs])
-    assert not CallbackEvent.objects.exists()
+    assert job.task.name == "apply_received_callbacks" and job.args == []
+    window = hidream_settings.CALLBACK_BATCH_WINDOW
+    assert timedelta(seconds=window) < job.task.run_after - before < timedelta(seconds=5)
     assert not GeneratedImage.objects.filter(task=task, status=ImageStatus.DOWNLOADING).exists()
 
     assert jobs.apply_callbacks() == 1
     assert GeneratedImage.objects.filter(task=task, status=ImageStatus.DOWNLOADING).count() == 2
-    event = CallbackEvent.objects.get(task=task)
-    assert event.outcome == "applied" and "sub-a" in event.body
-    assert event.remote_addr == "127.0.0.1"
-    # The time the view received it, not the time the job ran.
-    assert before <= event.received_at <= datetime.fromisoformat(job.kwargs["received_at"])
+    event.refresh_from_db()
+    assert event.outcome == "applied"
     queued = [job.task.name for job in jobs.pending_jobs()]
     assert queued.count("download_generated_image") == 2
 
@@ -124,14 +128,14 @@ def test_a_token_made_with_a_fallback_key_still_works(client, task, settings):
     assert post(client, url(task, token=old_token), result(done("sub-a"))).status_code == 404
 
 
-def test_a_callback_for_a_deleted_task_is_dropped_by_its_job(client, task, caplog):
+def test_a_callback_for_a_deleted_task_is_404_and_stores_nothing(client, task, caplog):
     path = url(task)
     task.delete()
-    # The token is right (only the key's holder can make one), so the body is queued...
-    assert post(client, path, result(done("sub-a"))).status_code == 200
-    # ...and its job, finding no task, stores nothing and says so.
-    assert jobs.apply_callbacks() == 1
+    # The token is right (only the key's holder can make one), but there is no task.
+    response = post(client, path, result(done("sub-a")))
+    assert response.status_code == 404 and response.json()["error"] == "Not found."
     assert not CallbackEvent.objects.exists()
+    assert not jobs.pending_jobs()
     assert "no longer exists" in caplog.text
 
 
@@ -175,19 +179,39 @@ def test_three_documented_body_shapes(client, task, shape):
         ("{not json", "not valid JSON"),
         ("[1, 2]", "JSON object"),
         (json.dumps({"result": {"task_id": "remote-1"}}), "sub_task_results"),
-        (json.dumps({"sub_task_results": [{"sub_task_id": "sub-a"}]}), "task_status"),
-        (
-            json.dumps({"sub_task_results": [{"sub_task_id": "a", "task_status": "x"}]}),
-            "task_status",
-        ),
+        (json.dumps({"sub_task_results": {"sub_task_id": "a"}}), "sub_task_results"),
         (json.dumps({"code": 5001, "message": "boom", "result": None}), "5001"),
     ],
 )
-def test_malformed_bodies_get_400_naming_the_problem(client, task, body, expected):
+def test_bodies_that_are_no_task_result_get_400_naming_the_problem(client, task, body, expected):
     response = post(client, url(task), body)
     assert response.status_code == 400
     assert expected in response.json()["error"]
-    assert CallbackEvent.objects.get(task=task).outcome == "invalid"
+    event = CallbackEvent.objects.get(task=task)
+    assert event.outcome == "invalid" and expected in event.error
+    assert not jobs.pending_jobs()
+    assert not GeneratedImage.objects.filter(status=ImageStatus.DOWNLOADING).exists()
+
+
+@pytest.mark.parametrize(
+    ("items", "expected"),
+    [
+        ([{"sub_task_id": "sub-a"}], "sub_task_results.0.task_status"),
+        ([{"sub_task_id": "sub-a", "task_status": "x"}], "sub_task_results.0.task_status"),
+        ([dict(done("sub-a")), {"sub_task_id": 7, "task_status": 1}], "1.sub_task_id"),
+    ],
+)
+def test_a_task_result_with_wrong_fields_is_kept_and_marked_invalid_by_its_job(
+    client, task, items, expected
+):
+    # A 200: HiDream sending the same body again would not mend it. The job that applies
+    # callbacks checks the fields, keeps the body and says what was wrong.
+    response = post(client, url(task), {"task_id": "remote-1", "sub_task_results": items})
+    assert response.status_code == 200
+    assert jobs.apply_callbacks() == 1
+    event = CallbackEvent.objects.get(task=task)
+    assert event.outcome == "invalid" and expected in event.error, event.error
+    assert "not a HiDream task result" in event.error
     assert not GeneratedImage.objects.filter(status=ImageStatus.DOWNLOADING).exists()
 
 
@@ -205,10 +229,10 @@ def test_a_stored_callback_is_applied_once(client, task):
     from hidream_models.services import apply_callback_event
 
     post(client, url(task), result(done("sub-a"), done("sub-b")))
-    assert jobs.apply_callbacks() == 1
     event = CallbackEvent.objects.get()
-    assert event.outcome == "applied"
+    assert apply_callback_event(event.pk) == "applied"
     assert apply_callback_event(event.pk) is None  # a second job, or the sweep, after it
+    assert jobs.apply_callbacks() == 0  # the queued job finds it applied: nothing more
     assert CallbackEvent.objects.get().outcome == "applied"
     downloads = [j for j in jobs.pending_jobs() if j.task.name == "download_generated_image"]
     assert len(downloads) == 2
@@ -247,10 +271,9 @@ def test_works_with_atomic_requests(client, settings, task):
     finally:
         connections["default"].settings_dict["ATOMIC_REQUESTS"] = False
     assert response.status_code == 200
-    # The view runs outside the request's transaction: its job is queued, not held back.
-    assert [job.task.name for job in jobs.pending_jobs()] == ["receive_callback"]
-    assert jobs.apply_callbacks() == 1
-    assert CallbackEvent.objects.get().outcome == "applied"
+    # The view runs outside the request's transaction: stored and queued, not held back.
+    assert [job.task.name for job in jobs.pending_jobs()] == ["apply_received_callbacks"]
+    assert CallbackEvent.objects.get().outcome == "received"
 
 
 def test_secret_headers_are_not_stored(client, task):
@@ -262,27 +285,18 @@ def test_secret_headers_are_not_stored(client, task):
         HTTP_COOKIE="sessionid=abc",
         HTTP_X_TRACE="keep-me",
     )
-    (job,) = jobs.pending_jobs()
-    assert "leaked" not in json.dumps(job.kwargs) and "abc" not in json.dumps(job.kwargs)
-    jobs.apply_callbacks()
     headers = CallbackEvent.objects.get().headers
     lowered = {k.lower(): v for k, v in headers.items()}
     assert "authorization" not in lowered and "cookie" not in lowered
     assert lowered["x-trace"] == "keep-me"
 
 
-def test_a_callback_stored_but_not_applied_is_applied_by_the_sweep(client, task):
-    from hidream_models.services.callbacks import record_callback
+def test_a_callback_whose_job_was_lost_is_applied_by_the_sweep(client, task):
     from hidream_models.services.limits import lease_seconds
     from hidream_models.services.polling import recover_interrupted_work
 
-    # The job's first half, then the worker died: stored, still "received".
-    record_callback(
-        task.pk,
-        body=json.dumps(result(done("sub-a"), done("sub-b"))),
-        headers={},
-        remote_addr="127.0.0.1",
-    )
+    post(client, url(task), result(done("sub-a"), done("sub-b")))
+    jobs.clear_jobs()  # the worker died with the job
     event = CallbackEvent.objects.get()
     # Not yet: a job may still be on its way.
     assert recover_interrupted_work(now=timezone.now()) == 0
@@ -294,22 +308,21 @@ def test_a_callback_stored_but_not_applied_is_applied_by_the_sweep(client, task)
     assert GeneratedImage.objects.filter(task=task, status=ImageStatus.DOWNLOADING).count() == 2
 
 
-def test_a_callback_that_cannot_be_queued_is_503_so_hidream_sends_it_again(
+def test_a_callback_whose_job_cannot_be_queued_is_kept_for_the_sweep(
     client, task, monkeypatch, caplog
 ):
-    from hidream_models import webhooks
+    from django.tasks.base import Task
 
-    class BrokenQueue:
-        def enqueue(self, *args, **kwargs):
-            raise ConnectionError("broker down")
+    def broken_queue(self, *args, **kwargs):
+        raise ConnectionError("broker down")
 
-    monkeypatch.setattr(webhooks, "receive_callback", BrokenQueue())
+    monkeypatch.setattr(Task, "enqueue", broken_queue)
     response = post(client, url(task), result(done("sub-a")))
-    assert response.status_code == 503
-    assert "send it again" in response.json()["error"]
-    assert "broker down" in caplog.text
+    # Stored before the job was asked for: HiDream has delivered it, the sweep applies it.
+    assert response.status_code == 200
+    assert CallbackEvent.objects.get(task=task).outcome == "received"
+    assert "broker down" in caplog.text and "hidream_sync will pick it up" in caplog.text
     assert task.callback_token not in caplog.text
-    assert not CallbackEvent.objects.exists()
 
 
 def test_a_malformed_callback_for_a_deleted_task_is_still_400_and_stores_nothing(client, task):
@@ -319,3 +332,107 @@ def test_a_malformed_callback_for_a_deleted_task_is_still_400_and_stores_nothing
     assert response.status_code == 400
     assert "not valid JSON" in response.json()["error"]
     assert not CallbackEvent.objects.exists()
+
+
+# -- batches: one apply_received_callbacks job per web process and HIDREAM_CALLBACK_BATCH_WINDOW,
+# deferred so that it finds every callback stored meanwhile (services.callbacks) ----------------
+
+APPLY_JOB = "apply_received_callbacks"
+
+
+def _apply_jobs() -> list:
+    return [job for job in jobs.pending_jobs() if job.task.name == APPLY_JOB]
+
+
+def test_callbacks_within_the_window_share_one_job_deferred_by_twice_the_window(
+    client, task, settings
+):
+    settings.HIDREAM_CALLBACK_BATCH_WINDOW = 5  # long enough that no test run outlasts it
+    before = timezone.now()
+    for _ in range(3):
+        assert post(client, url(task), result(done("sub-a"), done("sub-b"))).status_code == 200
+    assert CallbackEvent.objects.filter(outcome=CallbackOutcome.RECEIVED).count() == 3
+    (job,) = _apply_jobs()
+    assert timedelta(seconds=10) <= job.task.run_after - before < timedelta(seconds=11)
+    # The one job applies all three (the first changes the task, the others change nothing).
+    assert jobs.run_only(APPLY_JOB) == [3]
+    outcomes = sorted(CallbackEvent.objects.values_list("outcome", flat=True))
+    assert outcomes == ["applied", "unchanged", "unchanged"]
+
+
+def test_a_callback_after_the_window_gets_a_job_of_its_own(client, task, settings):
+    settings.HIDREAM_CALLBACK_BATCH_WINDOW = 0.2
+    post(client, url(task), result(done("sub-a")))
+    time.sleep(0.25)
+    post(client, url(task), result(done("sub-b")))
+    assert len(_apply_jobs()) == 2
+
+
+def test_window_zero_queues_one_job_per_callback_at_once(client, task, settings):
+    settings.HIDREAM_CALLBACK_BATCH_WINDOW = 0
+    post(client, url(task), result(done("sub-a")))
+    post(client, url(task), result(done("sub-b")))
+    queued = _apply_jobs()
+    assert len(queued) == 2 and all(job.task.run_after is None for job in queued)
+
+
+def test_a_backend_that_cannot_defer_applies_each_callback_at_once(client, task, settings):
+    settings.TASKS = {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}
+    assert post(client, url(task), result(done("sub-a"), done("sub-b"))).status_code == 200
+    # The immediate backend ran the job (and the downloads it queued) inside the request.
+    assert CallbackEvent.objects.get().outcome == "applied"
+    assert not task.images.filter(status=ImageStatus.PENDING).exists()
+
+
+def test_one_process_opens_one_window_however_many_threads_ask():
+    batcher = callbacks._Batcher()
+    start = threading.Barrier(8)
+    answers = []
+
+    def ask():
+        start.wait(timeout=5)
+        answers.append(batcher.due(5.0))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=5)
+    assert sorted(answers) == [False] * 7 + [True]
+    batcher.reset()
+    assert batcher.due(5.0)
+
+
+def test_the_job_applies_oldest_first_and_goes_on_after_a_failure(
+    client, task, settings, monkeypatch
+):
+    settings.HIDREAM_CALLBACK_BATCH_WINDOW = 5
+    for sub in ("sub-a", "sub-b"):
+        post(client, url(task), result(done(sub)))
+    first, second = CallbackEvent.objects.order_by("received_at", "pk")
+    applied_order = []
+    real_apply = callbacks.apply_result
+
+    def apply_result(task_id, payload, **kwargs):
+        applied_order.append(payload.sub_task_results[0].sub_task_id)
+        if len(applied_order) == 1:
+            raise RuntimeError("storage hiccup")
+        return real_apply(task_id, payload, **kwargs)
+
+    monkeypatch.setattr(callbacks, "apply_result", apply_result)
+    assert callbacks.apply_received_callbacks() == 2
+    assert applied_order == ["sub-a", "sub-b"]
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.outcome == "error" and "storage hiccup" in first.error
+    assert second.outcome == "applied"
+    assert callbacks.apply_received_callbacks() == 0  # nothing left "received"
+
+
+def test_more_callbacks_than_one_query_fetches_are_all_applied(client, task, settings):
+    settings.HIDREAM_CALLBACK_BATCH_WINDOW = 5
+    count = callbacks.APPLY_BATCH + 5
+    for _ in range(count):
+        post(client, url(task), result(done("sub-a")))
+    assert callbacks.apply_received_callbacks() == count
+    assert not CallbackEvent.objects.filter(outcome=CallbackOutcome.RECEIVED).exists()

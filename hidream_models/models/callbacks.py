@@ -4,7 +4,6 @@ dj-stripe's webhook log)."""
 from __future__ import annotations
 
 from django.db import models
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from .tasks import ModelImageTask
@@ -29,12 +28,7 @@ class CallbackEvent(models.Model):
         verbose_name=_("task"),
     )
     received_at = models.DateTimeField(
-        # Not auto_now_add: the job that stores a callback sets the time the view received it.
-        default=timezone.now,
-        editable=False,
-        db_index=True,
-        help_text=_("Arrival."),
-        verbose_name=_("received at"),
+        auto_now_add=True, db_index=True, help_text=_("Arrival."), verbose_name=_("received at")
     )
     remote_addr = models.GenericIPAddressField(
         null=True,

@@ -3,8 +3,8 @@
 - ``creation``: create tasks for products or images, and enqueue their submission;
 - ``submission``: submit a queued task exactly once (``submit_task``);
 - ``results``: ``apply_result`` for callbacks and polls, and ``download_result``;
-- ``callbacks``: ``receive_callback`` and ``apply_callback_event``, the jobs behind the
-  callback view;
+- ``callbacks``: ``apply_received_callbacks`` and ``apply_callback_event``, the jobs behind
+  the callback view;
 - ``polling``: ``sync_task`` and the ``sync_pass`` sweep behind ``hidream_sync``;
 - ``actions``: refresh and retry, for staff;
 - ``review``: approve or reject a picture;
@@ -13,7 +13,7 @@
 """
 
 from .actions import HiDreamActionRefused, refresh_task, retry_task
-from .callbacks import apply_callback_event, receive_callback
+from .callbacks import apply_callback_event, apply_received_callbacks
 from .creation import (
     CreationReport,
     GenerationOptions,
@@ -36,7 +36,7 @@ __all__ = [
     "HiDreamActionRefused",
     "SyncReport",
     "apply_callback_event",
-    "receive_callback",
+    "apply_received_callbacks",
     "apply_result",
     "approve_image",
     "publish_image",

@@ -1,32 +1,52 @@
-"""Receiving callbacks: the callback view checks and queues, a background job stores and applies.
+"""Receiving callbacks: the callback view stores them, a background job applies them.
 
-HiDream's callback is answered as soon as it is checked and queued, as webhook senders
-expect. The queued job (``receive_callback``) carries the body: with the database backend
-its row is the durable copy, written by the view's one write. The job stores the body as a
-``CallbackEvent`` and applies it (locking the task, updating its pictures, queueing
-downloads). If the job dies between the two, the event stays ``received`` and the sweep of
-``hidream_sync`` applies it; if the job itself is lost (a broker that forgot it), the
-task's result is what is lost, and polling fetches it, as for any callback that never came.
+HiDream's callback is answered as soon as it is stored (one row in the app's own database,
+whatever the task backend), as webhook senders expect. The view checks the token and that
+the body is a task result at all; the job checks its fields (the serializer) and applies it:
+it locks the task, updates its pictures and queues their downloads.
+
+Jobs are batched: a web process queues at most one ``apply_received_callbacks`` job per
+``HIDREAM_CALLBACK_BATCH_WINDOW``, to run twice the window after the first callback, and
+that job applies every callback still ``received``. Whatever a lost job leaves ``received``
+is applied by the next job, or by the sweep of ``hidream_sync`` once older than the lease.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 
-from django.db import transaction
-from django.utils.dateparse import parse_datetime
+from django.db import IntegrityError, transaction
+from django.tasks import task_backends
 from django.utils.translation import gettext as _
 
+from ..conf import hidream_settings
 from ..exceptions import HiDreamAPIError
-from ..models import CallbackEvent, CallbackOutcome, ModelImageTask
-from ..payloads import PayloadError, TaskResultPayload, loads_json, parse_task_result
+from ..models import CallbackEvent, CallbackOutcome
+from ..payloads import (
+    PayloadError,
+    TaskResultPayload,
+    check_task_result_shape,
+    loads_json,
+    parse_task_result,
+)
 from .results import apply_result
+from .scheduling import enqueue_after_commit
 
 logger = logging.getLogger(__name__)
 
 # What a body that cannot be a task result raises while it is read.
 BODY_ERRORS = (ValueError, PayloadError, HiDreamAPIError)
+
+# Callbacks applied per query of the job that applies them.
+APPLY_BATCH = 100
+
+
+def check_callback_body(raw: bytes) -> None:
+    """That a callback body is a task result at all (the view's check; see ``describe``)."""
+    check_task_result_shape(loads_json(raw))
 
 
 def read_callback_body(raw: bytes) -> TaskResultPayload:
@@ -45,52 +65,79 @@ def describe(exc: Exception) -> str:
     return _("The body is not a HiDream task result: %(error)s") % {"error": exc}
 
 
-def record_callback(
-    task_id,
-    *,
-    body: str,
-    headers: dict,
-    remote_addr: str | None,
-    received_at=None,
-    outcome: str = CallbackOutcome.RECEIVED,
-    error: str = "",
-) -> CallbackEvent | None:
-    """Store one callback as it came; None when its task is gone (deleted since it was sent).
+def store_callback(task_id, **fields) -> CallbackEvent | None:
+    """Insert one ``CallbackEvent``; None when its task is gone (deleted since it was sent).
 
-    ``body`` and ``headers`` are the view's: secrets removed, NUL characters replaced.
+    No read first: the foreign key tells, and this is the callback view's one write.
     """
-    if not ModelImageTask.objects.filter(pk=task_id).exists():
+    try:
+        return CallbackEvent.objects.create(task_id=task_id, **fields)
+    except IntegrityError:
         logger.warning("HiDream callback for task %s, which no longer exists: dropped", task_id)
         return None
-    fields = {"received_at": received_at} if received_at else {}
-    return CallbackEvent.objects.create(
-        task_id=task_id,
-        remote_addr=remote_addr or None,
-        headers=headers,
-        body=body,
-        outcome=outcome,
-        error=error,
-        **fields,
-    )
 
 
-def receive_callback(
-    task_id: str, body: str, headers: dict, remote_addr: str | None, received_at: str
-) -> str | None:
-    """Store a callback the view checked and queued, then apply it; returns its outcome.
+class _Batcher:
+    """When this process last queued the job that applies callbacks (one per window)."""
 
-    None when its task is gone. ``received_at`` is the view's clock, in ISO 8601.
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.last = float("-inf")
+
+    def due(self, window: float) -> bool:
+        now = time.monotonic()
+        with self.lock:
+            if now - self.last < window:
+                return False
+            self.last = now
+            return True
+
+    def reset(self) -> None:
+        with self.lock:
+            self.last = float("-inf")
+
+
+_batcher = _Batcher()
+
+
+def wake_callback_applier() -> None:
+    """Make sure a job will apply the callback just stored (after its commit).
+
+    Once per window a process queues ``apply_received_callbacks`` to run twice the window
+    later; callbacks stored meanwhile are committed before it runs (the other half of the
+    delay allows for the web and worker clocks to differ), so that one job applies them
+    all. A backend that cannot defer (the immediate one) gets one job per callback, at once.
     """
-    event = record_callback(
-        task_id,
-        body=body,
-        headers=headers,
-        remote_addr=remote_addr,
-        received_at=parse_datetime(received_at),
-    )
-    if event is None:
-        return None
-    return apply_callback_event(event.pk)
+    from ..tasks import apply_received_callbacks
+
+    window = hidream_settings.CALLBACK_BATCH_WINDOW
+    can_defer = task_backends[apply_received_callbacks.backend].supports_defer
+    if window <= 0 or not can_defer:
+        enqueue_after_commit(apply_received_callbacks)
+    elif _batcher.due(window):
+        enqueue_after_commit(apply_received_callbacks, delay=2 * window)
+
+
+def apply_received_callbacks() -> int:
+    """Apply every stored callback still ``received``, oldest first; returns how many.
+
+    Several of these may run at once (one per web process and window): each callback is
+    applied once all the same (``apply_callback_event``).
+    """
+    applied, seen = 0, set()
+    while True:
+        batch = [
+            pk
+            for pk in CallbackEvent.objects.filter(outcome=CallbackOutcome.RECEIVED)
+            .order_by("received_at", "pk")
+            .values_list("pk", flat=True)[:APPLY_BATCH]
+            if pk not in seen
+        ]
+        if not batch:
+            return applied
+        for event_id in batch:
+            seen.add(event_id)
+            applied += apply_callback_event(event_id) is not None
 
 
 def apply_callback_event(event_id: int) -> str | None:
@@ -114,9 +161,12 @@ def apply_callback_event(event_id: int) -> str | None:
                 payload = read_callback_body(event.body.encode("utf-8"))
                 outcome = apply_result(event.task_id, payload, source="callback")
         except BODY_ERRORS as exc:
-            # The view checked the body, so this is a task that moved on meanwhile (say, a
-            # result for another HiDream task after a retry).
+            # The view checked only that it is a task result: a field may be wrong, or the
+            # result may be another HiDream task's (after a retry), which only the task tells.
             event.outcome, event.error = CallbackOutcome.INVALID, describe(exc)
+            logger.warning(
+                "HiDream callback %s for task %s: %s", event.pk, event.task_id, event.error
+            )
         except Exception as exc:
             logger.exception("Applying callback %s for task %s failed", event.pk, event.task_id)
             event.outcome, event.error = CallbackOutcome.ERROR, f"{type(exc).__name__}: {exc}"

@@ -177,6 +177,11 @@ WRONG_SHAPES = {
     "body-string": ('"done"', "JSON object"),
     "body-number": (42, "JSON object"),
     "body-null": (None, "JSON object"),
+}
+
+# A task result's shape with a wrong field: stored and answered 200 (HiDream resending the
+# same body would not mend it), then marked invalid, naming the field, by the job.
+WRONG_FIELDS = {
     "task_status-word": (envelope(sub(task_status="done")), "task_status"),
     "task_status-numeric-string": (envelope(sub(task_status="1")), "task_status"),
     "task_status-float": (envelope(sub(task_status=1.5)), "task_status"),
@@ -203,11 +208,25 @@ WRONG_SHAPES = {
 
 
 @pytest.mark.parametrize(("body", "field"), WRONG_SHAPES.values(), ids=WRONG_SHAPES.keys())
-def test_callback_with_wrong_json_types_is_refused(client, task, body, field):
+def test_callback_that_is_no_task_result_is_refused(client, task, body, field):
     before = snapshot(task)
     response = post_callback(client, task, body)
     error = assert_refused(response, task, before)
     assert field in error
+
+
+@pytest.mark.parametrize(("body", "field"), WRONG_FIELDS.values(), ids=WRONG_FIELDS.keys())
+def test_callback_with_wrong_json_types_is_kept_and_marked_invalid(client, task, body, field):
+    before = snapshot(task)
+    response = post_callback(client, task, body)
+    assert response.status_code == 200, response.content[:500]
+    event = CallbackEvent.objects.get(task=task)
+    assert event.outcome == CallbackOutcome.INVALID, event.outcome
+    assert field in event.error and "not a HiDream task result" in event.error, event.error
+    assert event.body == (body if isinstance(body, str) else json.dumps(body))
+    assert snapshot(task) == before
+    assert not GeneratedImage.objects.filter(task=task).exists()
+    assert not jobs.pending_jobs()
 
 
 def test_callback_not_json_at_all(client, task):
@@ -781,6 +800,7 @@ WRONG_SETTINGS = {
     "RETRY_BACKOFF": -1,
     "RETRY_BACKOFF_MAX": "300",
     "POLL_INTERVAL": 0.5,
+    "CALLBACK_BATCH_WINDOW": -0.05,
     "CALLBACK_GRACE": -5,
     "TASK_DEADLINE": "1h",
     "MAX_DOWNLOAD_BYTES": 10.5,

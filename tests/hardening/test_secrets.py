@@ -224,11 +224,12 @@ def test_the_api_token_appears_nowhere(
     settings.HIDREAM_CALLBACK_BASE_URL = live_server.url
     by_callback = services.create_tasks_for_products([make_product()], _options()).tasks[0]
     run_jobs()
+    wait_for(lambda: CallbackEvent.objects.filter(task=by_callback).exists(), message="callback")
     wait_for(
-        lambda: [j.task.name for j in jobs.pending_jobs()].count("receive_callback") == 1,
-        message="the callback queued",
+        lambda: "apply_received_callbacks" in [j.task.name for j in jobs.pending_jobs()],
+        message="the callback stored and queued",
     )
-    run_jobs()  # stores and applies it, then downloads the 2 pictures
+    run_jobs()  # applies it, then downloads the 2 pictures
     by_callback.refresh_from_db()
     assert by_callback.status == TaskStatus.SUCCEEDED, by_callback.error_message
     assert CallbackEvent.objects.get(task=by_callback).outcome == "applied"
@@ -343,8 +344,9 @@ def test_callback_tokens_stay_out_of_api_output_and_logs(
     ).tasks
     run_jobs()
     wait_for(
-        lambda: [j.task.name for j in jobs.pending_jobs()].count("receive_callback") == 2,
-        message="both callbacks queued",
+        lambda: CallbackEvent.objects.count() == 2
+        and "apply_received_callbacks" in [j.task.name for j in jobs.pending_jobs()],
+        message="both callbacks stored and queued",
     )
     run_jobs()
     assert CallbackEvent.objects.filter(outcome="applied").count() == 2

@@ -71,13 +71,14 @@ def test_callback_path_ends_with_files_in_storage(
         sent = simulator.submissions[-1]
         assert sent["notify_url"].startswith(f"{live_server.url}/hidream/callback/{task.pk}/")
 
-        # The simulator calls back after its delay; the view queues the job that stores and
-        # applies it, which queues the downloads.
+        # The simulator calls back after its delay; the view stores it and queues the job
+        # that applies it, which queues the downloads.
+        wait_for(lambda: CallbackEvent.objects.filter(task=task).exists(), message="callback")
         wait_for(
-            lambda: [j.task.name for j in jobs.pending_jobs()] == ["receive_callback"],
-            message="the callback queued",
+            lambda: [j.task.name for j in jobs.pending_jobs()] == ["apply_received_callbacks"],
+            message="the callback stored and queued",
         )
-        assert run_jobs() == ["receive_callback"] + ["download_generated_image"] * 2
+        assert run_jobs() == ["apply_received_callbacks"] + ["download_generated_image"] * 2
         task.refresh_from_db()
         assert task.status == TaskStatus.SUCCEEDED
         _assert_pictures_stored(task, 2)
