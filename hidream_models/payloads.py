@@ -10,6 +10,7 @@ are kept in ``raw`` so nothing HiDream sends is lost.
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 from dataclasses import dataclass, field
@@ -165,10 +166,18 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _finite_float(text: str) -> float:
+    # 1e999 is valid JSON but becomes inf, which no jsonb column stores.
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is too large for a number")
+    return value
+
+
 def loads_json(raw: bytes | str) -> Any:
-    """``json.loads`` that refuses NaN and Infinity (not JSON; no database stores them in
-    jsonb) and keeps only what can be stored (``strip_nul``)."""
-    data = json.loads(raw, parse_constant=_refuse_constant)
+    """``json.loads`` that refuses NaN, Infinity and numbers too large for a float (no
+    database stores them in jsonb) and keeps only what can be stored (``strip_nul``)."""
+    data = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     if isinstance(raw, bytes | bytearray) and not _MAY_HOLD_UNSTORABLE.search(raw):
         # Nothing to walk: the usual callback body or reply (see _MAY_HOLD_UNSTORABLE).
         return data
@@ -228,9 +237,9 @@ def check_task_result_shape(body: Any) -> dict:
 def parse_task_result(body: Any) -> TaskResultPayload:
     """Validate and normalise a task-result body; raise ``PayloadError`` naming the problem.
 
-    ``body`` is as ``loads_json`` returns it (every string storable); a string that is not
-    fails validation. A whole envelope with a non-zero ``code`` raises ``HiDreamAPIError``
-    instead.
+    ``body`` must be as ``loads_json`` returns it: every string storable (unknown fields are
+    kept in ``raw`` unchecked). A whole envelope with a non-zero ``code`` raises
+    ``HiDreamAPIError`` instead.
     """
     result = _unwrap(body)
     try:

@@ -1,7 +1,7 @@
 """Background jobs (``django.tasks``): thin wrappers that call the services.
 
-Arguments are plain JSON values (strings, ints, lists and dicts of them), so every backend
-(database, Celery) can serialise them. Queue names and priorities are chosen at enqueue
+Arguments are strings and ints (and lists of them) only, so every backend (database,
+Celery) can serialise them. Queue names and priorities are chosen at enqueue
 time, never in ``@task``, which would validate them against the configured backend at
 import time.
 """

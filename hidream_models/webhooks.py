@@ -5,15 +5,15 @@ only key (DESIGN §5). It is an HMAC of the task id (``tokens``), checked before
 read: a wrong token looks exactly like an unknown task (404, nothing written, no query).
 A body that is a task result is stored as a ``CallbackEvent`` (the view's one write) and
 answered 200 in milliseconds; a job applies it (``services.callbacks``), checking its
-fields first. A body that is not a task result at all is stored as ``invalid`` and
-answered 400.
+fields first. A body that is not a task result at all is answered 400 (and stored as
+``invalid`` if its task exists).
 """
 
 from __future__ import annotations
 
 import logging
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.http import JsonResponse
 from django.utils.decorators import method_decorator
 from django.utils.translation import gettext as _
@@ -118,7 +118,15 @@ class HiDreamCallbackView(View):
             store_callback(task_id, outcome=CallbackOutcome.INVALID, error=problem, **received)
             return _rejected(400, problem)
 
-        if store_callback(task_id, outcome=CallbackOutcome.RECEIVED, **received) is None:
+        try:
+            event = store_callback(task_id, outcome=CallbackOutcome.RECEIVED, **received)
+        except DatabaseError:
+            # Answered here, not by Django's 500 page, whose log line would show the token.
+            logger.exception("Could not store HiDream's callback for task %s", task_id)
+            return _rejected(
+                503, _("The callback could not be stored; please send it again later.")
+            )
+        if event is None:
             # A right token for a task deleted since: nothing to apply it to.
             return _error(request, 404, _("Not found."), token_is_valid=True)
         wake_callback_applier()

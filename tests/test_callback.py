@@ -292,7 +292,6 @@ def test_secret_headers_are_not_stored(client, task):
 
 
 def test_a_callback_whose_job_was_lost_is_applied_by_the_sweep(client, task):
-    from hidream_models.services.limits import lease_seconds
     from hidream_models.services.polling import recover_interrupted_work
 
     post(client, url(task), result(done("sub-a"), done("sub-b")))
@@ -302,7 +301,8 @@ def test_a_callback_whose_job_was_lost_is_applied_by_the_sweep(client, task):
     assert recover_interrupted_work(now=timezone.now()) == 0
     assert CallbackEvent.objects.get().outcome == "received"
 
-    later = event.received_at + timedelta(seconds=lease_seconds() + 1)
+    assert recover_interrupted_work(now=event.received_at + timedelta(seconds=9)) == 0
+    later = event.received_at + callbacks.UNAPPLIED_AFTER + timedelta(seconds=1)
     assert recover_interrupted_work(now=later) == 1
     assert CallbackEvent.objects.get().outcome == "applied"
     assert GeneratedImage.objects.filter(task=task, status=ImageStatus.DOWNLOADING).count() == 2
@@ -318,11 +318,59 @@ def test_a_callback_whose_job_cannot_be_queued_is_kept_for_the_sweep(
 
     monkeypatch.setattr(Task, "enqueue", broken_queue)
     response = post(client, url(task), result(done("sub-a")))
-    # Stored before the job was asked for: HiDream has delivered it, the sweep applies it.
+    # Stored before the job was asked for: HiDream has delivered it.
     assert response.status_code == 200
     assert CallbackEvent.objects.get(task=task).outcome == "received"
-    assert "broker down" in caplog.text and "hidream_sync will pick it up" in caplog.text
+    assert "broker down" in caplog.text and "hidream_sync will pick them up" in caplog.text
     assert task.callback_token not in caplog.text
+    assert not jobs.pending_jobs()
+
+    # The window that had no job is closed: the next callback queues one, which applies both.
+    monkeypatch.undo()
+    assert post(client, url(task), result(done("sub-b"))).status_code == 200
+    assert jobs.apply_callbacks() == 2
+    assert not CallbackEvent.objects.filter(outcome=CallbackOutcome.RECEIVED).exists()
+
+
+def test_a_database_failure_while_storing_is_503_and_keeps_the_token_out_of_the_logs(
+    client, task, monkeypatch, caplog
+):
+    from django.db import OperationalError
+
+    from hidream_models import webhooks
+
+    def database_down(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(webhooks, "store_callback", database_down)
+    client.raise_request_exception = False
+    response = post(client, url(task), result(done("sub-a")))
+    assert response.status_code == 503
+    assert "send it again" in response.json()["error"]
+    assert "database is locked" in caplog.text
+    assert task.callback_token not in caplog.text
+    assert not jobs.pending_jobs()
+
+
+def test_a_callback_whose_applying_fails_outside_its_savepoint_does_not_stop_the_others(
+    client, task, settings, monkeypatch, caplog
+):
+    settings.HIDREAM_CALLBACK_BATCH_WINDOW = 5
+    for sub in ("sub-a", "sub-b"):
+        post(client, url(task), result(done(sub)))
+    first, second = CallbackEvent.objects.order_by("pk")
+    real_apply = callbacks.apply_callback_event
+
+    def apply_callback_event(event_id, **kwargs):
+        if event_id == first.pk:
+            raise callbacks.IntegrityError("connection lost")  # a DatabaseError, say
+        return real_apply(event_id, **kwargs)
+
+    monkeypatch.setattr(callbacks, "apply_callback_event", apply_callback_event)
+    assert callbacks.apply_received_callbacks() == 1
+    assert CallbackEvent.objects.get(pk=first.pk).outcome == "received"  # for the sweep
+    assert CallbackEvent.objects.get(pk=second.pk).outcome == "applied"
+    assert f"Applying HiDream callback {first.pk} failed" in caplog.text
 
 
 def test_a_malformed_callback_for_a_deleted_task_is_still_400_and_stores_nothing(client, task):

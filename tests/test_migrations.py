@@ -16,3 +16,28 @@ def test_no_model_change_is_missing_its_migration(app):
         call_command("makemigrations", app, "--check", "--dry-run", stdout=out, stderr=out)
     except SystemExit:
         pytest.fail(f"{app} has model changes without a migration:\n{out.getvalue()}")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_going_back_before_the_hmac_token_gives_each_task_its_own_random_token():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    from hidream_models.models import ModelImageTask
+
+    for prompt in ("a", "b", "c"):
+        ModelImageTask.objects.create(mode="prompt", prompt=prompt, image_count=1)
+    before_hmac = [("hidream_models", "0006_callback_unapplied_index")]
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("hidream_models")
+    executor = MigrationExecutor(connection)
+    executor.migrate(before_hmac)
+    try:
+        old_task = executor.loader.project_state(before_hmac).apps.get_model(
+            "hidream_models", "ModelImageTask"
+        )
+        tokens = list(old_task.objects.values_list("callback_token", flat=True))
+        assert len(tokens) == 3 and len(set(tokens)) == 3
+        assert all(len(token) >= 43 for token in tokens)
+    finally:
+        MigrationExecutor(connection).migrate(latest)
+    assert ModelImageTask.objects.count() == 3

@@ -7,8 +7,9 @@ it locks the task, updates its pictures and queues their downloads.
 
 Jobs are batched: a web process queues at most one ``apply_received_callbacks`` job per
 ``HIDREAM_CALLBACK_BATCH_WINDOW``, to run twice the window after the first callback, and
-that job applies every callback still ``received``. Whatever a lost job leaves ``received``
-is applied by the next job, or by the sweep of ``hidream_sync`` once older than the lease.
+that job applies every callback still ``received``. Whatever a lost or late job leaves
+``received`` is applied by the next job, or by the sweep of ``hidream_sync`` once older than
+``UNAPPLIED_AFTER``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ import json
 import logging
 import threading
 import time
+from datetime import timedelta
 
 from django.db import IntegrityError, transaction
+from django.db.models import Max
 from django.tasks import task_backends
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..conf import hidream_settings
@@ -33,7 +37,6 @@ from ..payloads import (
     parse_task_result,
 )
 from .results import apply_result
-from .scheduling import enqueue_after_commit
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +45,11 @@ BODY_ERRORS = (ValueError, PayloadError, HiDreamAPIError)
 
 # Callbacks applied per query of the job that applies them.
 APPLY_BATCH = 100
+
+# A callback still "received" this long after it came has missed its job (lost, refused by
+# the broker, or run early by a worker whose clock is ahead): the sweep applies it. Far
+# above the batch window, so the sweep does not race the jobs doing their work.
+UNAPPLIED_AFTER = timedelta(seconds=10)
 
 
 def check_callback_body(raw: bytes) -> None:
@@ -113,42 +121,84 @@ def wake_callback_applier() -> None:
     window = hidream_settings.CALLBACK_BATCH_WINDOW
     can_defer = task_backends[apply_received_callbacks.backend].supports_defer
     if window <= 0 or not can_defer:
-        enqueue_after_commit(apply_received_callbacks)
+        job, batched = apply_received_callbacks, False
     elif _batcher.due(window):
-        enqueue_after_commit(apply_received_callbacks, delay=2 * window)
+        run_after = timezone.now() + timedelta(seconds=2 * window)
+        job, batched = apply_received_callbacks.using(run_after=run_after), True
+    else:
+        return
+
+    def enqueue() -> None:
+        try:
+            job.enqueue()
+        except Exception:
+            if batched:
+                _batcher.reset()  # this window has no job: let the next callback queue one
+            logger.exception(
+                "Could not queue the job that applies HiDream's callbacks; the next callback "
+                "or hidream_sync will pick them up"
+            )
+
+    transaction.on_commit(enqueue)
 
 
 def apply_received_callbacks() -> int:
-    """Apply every stored callback still ``received``, oldest first; returns how many.
+    """Apply the stored callbacks still ``received`` when it starts, oldest first; returns
+    how many it applied.
 
-    Several of these may run at once (one per web process and window): each callback is
-    applied once all the same (``apply_callback_event``).
+    Several may run at once (one per web process and window): each takes the callbacks no
+    other holds (``skip_locked``), and each callback is applied once. One that fails is
+    logged and left for the sweep; the others are still applied.
     """
-    applied, seen = 0, set()
+    # Only what exists now: under steady traffic the next job takes the newer ones.
+    last = CallbackEvent.objects.filter(outcome=CallbackOutcome.RECEIVED).aggregate(
+        last=Max("pk")
+    )["last"]
+    return _apply_each(
+        CallbackEvent.objects.filter(outcome=CallbackOutcome.RECEIVED, pk__lte=last or 0),
+        skip_locked=True,
+    )
+
+
+def apply_unapplied_callbacks(now) -> int:
+    """The sweep's part: apply the callbacks still ``received`` ``UNAPPLIED_AFTER`` after
+    they came (their job was lost, refused, or ran too early); returns how many."""
+    return _apply_each(
+        CallbackEvent.objects.filter(
+            outcome=CallbackOutcome.RECEIVED, received_at__lt=now - UNAPPLIED_AFTER
+        ),
+        skip_locked=True,
+    )
+
+
+def _apply_each(events, *, skip_locked: bool) -> int:
+    applied, after = 0, 0
     while True:
-        batch = [
-            pk
-            for pk in CallbackEvent.objects.filter(outcome=CallbackOutcome.RECEIVED)
-            .order_by("received_at", "pk")
-            .values_list("pk", flat=True)[:APPLY_BATCH]
-            if pk not in seen
-        ]
+        batch = list(
+            events.filter(pk__gt=after).order_by("pk").values_list("pk", flat=True)[:APPLY_BATCH]
+        )
         if not batch:
             return applied
         for event_id in batch:
-            seen.add(event_id)
-            applied += apply_callback_event(event_id) is not None
+            try:
+                applied += apply_callback_event(event_id, skip_locked=skip_locked) is not None
+            except Exception:
+                # Say a lost connection or a lock timeout: the event stays "received" for
+                # the sweep, and the ones after it are still applied.
+                logger.exception("Applying HiDream callback %s failed; the sweep retries", event_id)
+        after = batch[-1]
 
 
-def apply_callback_event(event_id: int) -> str | None:
+def apply_callback_event(event_id: int, *, skip_locked: bool = False) -> str | None:
     """Apply one stored callback that is still ``received``; returns its outcome.
 
-    Returns None when the event is gone or was applied already (a second job, or the sweep
-    and a late job): every event is applied once.
+    Returns None when the event is gone, was applied already (a second job, or the sweep
+    and a late job) or, with ``skip_locked``, is being applied by another job right now:
+    every event is applied once.
     """
     with transaction.atomic():
         event = (
-            CallbackEvent.objects.select_for_update()
+            CallbackEvent.objects.select_for_update(skip_locked=skip_locked)
             .filter(pk=event_id, outcome=CallbackOutcome.RECEIVED)
             .only("pk", "task_id", "body", "outcome", "error")
             .first()

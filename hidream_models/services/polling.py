@@ -26,14 +26,12 @@ from ..conf import hidream_settings
 from ..exceptions import HiDreamAPIError, HiDreamError
 from ..models import (
     REMOTE_TASK_STATUSES,
-    CallbackEvent,
-    CallbackOutcome,
     GeneratedImage,
     ImageStatus,
     ModelImageTask,
     TaskStatus,
 )
-from .callbacks import apply_callback_event
+from .callbacks import apply_unapplied_callbacks
 from .clients import get_client
 from .limits import lease_seconds
 from .results import ApplyOutcome, apply_result, download_result, settle_status
@@ -205,7 +203,8 @@ def recover_interrupted_work(now=None) -> int:
       resent silently. Otherwise it was never sent: back to the queue.
     - ``downloading`` with no retry planned and no progress for as long: download again (the
       file only reaches storage after verification, so nothing partial was kept).
-    - a callback stored but still ``received`` for as long (its job was lost): apply it here.
+    - a callback stored but still ``received`` ``callbacks.UNAPPLIED_AFTER`` after it came
+      (its job was lost, refused or early): apply it here.
     """
     now = now or timezone.now()
     stale_before = now - timedelta(seconds=lease_seconds())
@@ -238,9 +237,5 @@ def recover_interrupted_work(now=None) -> int:
             GeneratedImage.objects.filter(pk=image_id).update(updated_at=now)
             enqueue_after_commit(download_generated_image, image_id)
         recovered += 1
-    unapplied = CallbackEvent.objects.filter(
-        outcome=CallbackOutcome.RECEIVED, received_at__lt=stale_before
-    ).values_list("pk", flat=True)
-    for event_id in list(unapplied.order_by("received_at")):
-        recovered += apply_callback_event(event_id) is not None
+    recovered += apply_unapplied_callbacks(now)
     return recovered

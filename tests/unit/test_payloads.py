@@ -267,3 +267,10 @@ def test_loads_json_leaves_an_ordinary_body_unwalked(monkeypatch):
 def test_loads_json_refuses_nan():
     with pytest.raises(ValueError, match="NaN"):
         loads_json(b'{"a": NaN}')
+
+
+@pytest.mark.parametrize("text", ["1e999", "-1e999", "1.5e400"])
+def test_loads_json_refuses_a_number_too_large_for_a_float(text):
+    with pytest.raises(ValueError, match="too large"):
+        loads_json(f'{{"score": {text}}}'.encode())
+    assert loads_json(b'{"score": 1e300}') == {"score": 1e300}
