@@ -22,7 +22,6 @@ from datetime import timedelta
 
 from django.db import IntegrityError, transaction
 from django.db.models import Max
-from django.tasks import task_backends
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -37,6 +36,7 @@ from ..payloads import (
     parse_task_result,
 )
 from .results import apply_result
+from .scheduling import backend_can_defer
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +119,7 @@ def wake_callback_applier() -> None:
     from ..tasks import apply_received_callbacks
 
     window = hidream_settings.CALLBACK_BATCH_WINDOW
-    can_defer = task_backends[apply_received_callbacks.backend].supports_defer
-    if window <= 0 or not can_defer:
+    if window <= 0 or not backend_can_defer(apply_received_callbacks):
         job, batched = apply_received_callbacks, False
     elif _batcher.due(window):
         run_after = timezone.now() + timedelta(seconds=2 * window)
