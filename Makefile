@@ -37,7 +37,19 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
-test: $(STAMP)
+# The browser test's accessibility check injects axe-core from npm (package.json pins it):
+# `npm ci` whenever node_modules is missing or older than the lock file. Without npm the
+# browser tests still run and the axe test fails saying what to install.
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  echo "npm ci (axe-core for the browser test's accessibility check)"; \
+	  npm ci --silent --no-audit --no-fund && touch $(NODE_STAMP); \
+	else \
+	  echo "WARNING: npm not found; the accessibility test needs it (apt-get install -y npm)." >&2; \
+	fi
+
+test: $(STAMP) $(NODE_STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 

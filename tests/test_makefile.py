@@ -1,5 +1,6 @@
 """The Makefile finds a Python ≥ 3.12, and says clearly when there is none."""
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -30,3 +31,33 @@ def test_make_explains_a_missing_python(tmp_path):
         pytest.fail("make venv succeeded without any Python >= 3.12 on PATH")
     assert "needs Python 3.12 or newer" in result.stderr
     assert not (tmp_path / "venv").exists()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+@pytest.mark.parametrize("node_modules", ["missing", "stale"])
+def test_make_test_installs_axe_core_itself(tmp_path, node_modules):
+    """`make test` does its own npm set-up: on a fresh clone (no node_modules) and when the
+    lock file is newer than node_modules, it runs `npm ci` before pytest."""
+    for name in ("Makefile", "package.json", "package-lock.json"):
+        (tmp_path / name).write_bytes((ROOT / name).read_bytes())
+    venv = tmp_path / ".venv"
+    (venv / "bin").mkdir(parents=True)
+    for name in ("requirements.txt", "requirements-dev.txt", "pyproject.toml"):
+        (tmp_path / name).write_text("")
+    (venv / ".installed").write_text("")  # the Python side counts as done
+    if node_modules == "stale":
+        stamp = tmp_path / "node_modules" / ".installed"
+        stamp.parent.mkdir()
+        stamp.write_text("")
+        old = (tmp_path / "package-lock.json").stat().st_mtime - 60
+        os.utime(stamp, (old, old))
+    result = subprocess.run(
+        [shutil.which("make"), "-n", "-C", str(tmp_path), "test"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    commands = result.stdout
+    assert "npm ci" in commands
+    assert commands.index("npm ci") < commands.index("-m pytest")
