@@ -12,7 +12,8 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from .exceptions import HiDreamValidationError
-from .images import ImageProblem, open_checked
+from .files import VerifiedUpload, verify_upload
+from .images import ImageProblem
 from .models import GenerationMode, HiDreamPreset, HiDreamTemplate, TemplateKind
 from .rules import IMAGE_COUNT_MAX, IMAGE_COUNT_MIN, PROMPT_MAX_LENGTH
 from .services import GenerationOptions
@@ -100,19 +101,20 @@ class GenerateModelImagesForm(forms.Form):
         if product_count != 1:
             del self.fields["mask"]
 
-    def clean_mask(self):
+    def clean_mask(self) -> VerifiedUpload | None:
+        """The mask decoded whole (JPEG, PNG or WebP), to be stored under a name the app
+        makes: the file name the person gave it is never used."""
         mask = self.cleaned_data.get("mask")
-        if mask:
-            if mask.size > MAX_MASK_BYTES:
-                raise forms.ValidationError(
-                    _("The mask is larger than %(n)s MB.") % {"n": MAX_MASK_BYTES // 2**20}
-                )
-            try:
-                open_checked(mask, _("The mask"))
-            except ImageProblem as exc:
-                raise forms.ValidationError(str(exc)) from None
-            mask.seek(0)
-        return mask
+        if not mask:
+            return None
+        if mask.size > MAX_MASK_BYTES:
+            raise forms.ValidationError(
+                _("The mask is larger than %(n)s MB.") % {"n": MAX_MASK_BYTES // 2**20}
+            )
+        try:
+            return verify_upload(mask, _("The mask"))
+        except ImageProblem as exc:
+            raise forms.ValidationError(str(exc)) from None
 
     def clean(self):
         cleaned = super().clean()

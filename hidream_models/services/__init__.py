@@ -12,6 +12,7 @@
 - ``templates``: sync HiDream's template catalogue.
 """
 
+from ..files import VerifiedUpload, store_upload, verify_upload
 from .actions import HiDreamActionRefused, refresh_task, retry_task
 from .callbacks import apply_callback_event, apply_received_callbacks
 from .creation import (
@@ -21,7 +22,6 @@ from .creation import (
     create_tasks_for_products,
     enqueue_submissions,
     estimated_credits,
-    store_upload,
 )
 from .polling import SyncReport, sync_pass, sync_task
 from .publishing import approve_image, publish_image, reject_image, unpublish_image
@@ -52,6 +52,8 @@ __all__ = [
     "retry_task",
     "review_image",
     "store_upload",
+    "verify_upload",
+    "VerifiedUpload",
     "submit_task",
     "sync_pass",
     "sync_task",

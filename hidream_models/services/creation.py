@@ -15,6 +15,7 @@ from django.db.models.fields.files import FieldFile
 from django.utils.translation import gettext as _
 
 from ..exceptions import HiDreamValidationError
+from ..files import VerifiedUpload, store_upload
 from ..models import GenerationMode, ModelImageTask, TaskStatus
 from ..rules import ModelImageOptionsSerializer, flatten_errors
 from .scheduling import enqueue_after_commit
@@ -112,11 +113,14 @@ def create_tasks_for_products(
     *,
     user=None,
     image_getter: ImageGetter | None = None,
-    mask=None,
+    mask: VerifiedUpload | None = None,
     idempotency_key: str = "",
     preset=None,
 ) -> CreationReport:
     """Create one queued task per product that has an image, and enqueue their submission.
+
+    ``mask`` is an upload checked by ``files.verify_upload``; it is stored under a name the
+    app makes.
 
     Rows are written with one ``bulk_create``; submission is enqueued as a single dispatch
     job after commit, so a run over a thousand products stays a handful of queries.
@@ -151,8 +155,9 @@ def create_tasks_for_products(
     with transaction.atomic():
         if mask is not None and pending:
             # One uploaded mask is only offered for a single product (see the admin form).
+            mask_name = store_upload(mask, folder="masks")
             for task in pending:
-                task.mask.save(getattr(mask, "name", "mask.png"), mask, save=False)
+                task.mask = mask_name
         report.tasks = ModelImageTask.objects.bulk_create(pending)
         enqueue_submissions([task.pk for task in report.tasks])
     return report
@@ -224,20 +229,3 @@ def copy_for_retry(task: ModelImageTask, user=None) -> ModelImageTask:
         )
         enqueue_submissions([clone.pk])
     return clone
-
-
-def store_upload(data, folder: str = "sources") -> str:
-    """Save an uploaded image (a file or bytes) under ``<prefix>/<folder>/`` in default
-    storage and return its storage name. The caller has verified it is an image."""
-    from django.core.files.base import ContentFile
-    from django.core.files.storage import default_storage
-
-    from ..conf import hidream_settings
-
-    content = data if hasattr(data, "read") else ContentFile(data)
-    original = getattr(data, "name", "") or ""
-    extension = original.rsplit(".", 1)[-1].lower() if "." in original else "img"
-    if not extension.isalnum() or len(extension) > 5:
-        extension = "img"
-    name = f"{hidream_settings.STORAGE_PREFIX}/{folder}/{uuid.uuid4().hex}.{extension}"
-    return default_storage.save(name, content)

@@ -9,11 +9,9 @@ change nothing.
 from __future__ import annotations
 
 import logging
-import posixpath
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
@@ -22,6 +20,7 @@ from django.utils.translation import gettext as _
 from ..conf import hidream_settings
 from ..downloads import download_image
 from ..exceptions import HiDreamDownloadError
+from ..files import result_name, save_replacing
 from ..models import (
     FINAL_TASK_STATUSES,
     GeneratedImage,
@@ -180,13 +179,6 @@ def settle_status(
     return task.status != before
 
 
-def result_storage_name(image: GeneratedImage, extension: str) -> str:
-    """Stable path of a picture in storage: ``<prefix>/<task>/<sub task>.<ext>``."""
-    safe_sub = "".join(c for c in image.sub_task_id if c.isalnum() or c in "-_")[:100]
-    return posixpath.join(
-        hidream_settings.STORAGE_PREFIX, str(image.task_id), f"{safe_sub}.{extension}"
-    )
-
 
 def download_result(image_id) -> str | None:
     """Copy one ready picture into default storage (the body of the download job)."""
@@ -204,11 +196,9 @@ def download_result(image_id) -> str | None:
             return _retry_download(image, attempts, exc)
         return _finish_image(image.pk, failure=str(exc))
     with downloaded.file:
-        name = result_storage_name(image, downloaded.checked.extension)
+        name = result_name(image.task_id, image.sub_task_id, downloaded.checked.extension)
         # Verified in full before this line: storage only ever receives a checked file.
-        if default_storage.exists(name):
-            default_storage.delete(name)
-        saved = default_storage.save(name, File(downloaded.file, name=posixpath.basename(name)))
+        saved = save_replacing(name, downloaded.file)
     return _finish_image(
         image.pk,
         saved_name=saved,

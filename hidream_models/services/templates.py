@@ -9,17 +9,14 @@ HiDream no longer lists, because old tasks still name them.
 from __future__ import annotations
 
 import logging
-import posixpath
 from dataclasses import dataclass, field
 
-from django.core.files import File
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
-from ..conf import hidream_settings
 from ..downloads import download_image
 from ..exceptions import HiDreamError
+from ..files import preview_name, save_replacing
 from ..models import HiDreamTemplate, TemplateKind
 from .clients import get_client
 
@@ -105,15 +102,8 @@ def _store_preview(template: HiDreamTemplate, report: TemplateSyncReport) -> Non
         report.preview_errors.append(f"{template.kind} {template.remote_id}: {exc}")
         logger.warning("Preview of template %s not stored: %s", template.remote_id, exc)
         return
-    safe_id = "".join(c for c in template.remote_id if c.isalnum() or c in "-_")[:100]
-    name = posixpath.join(
-        hidream_settings.STORAGE_PREFIX,
-        "templates",
-        f"{template.kind}-{safe_id}.{downloaded.checked.extension}",
-    )
+    name = preview_name(template.kind, template.remote_id, downloaded.checked.extension)
     with downloaded.file:
-        if default_storage.exists(name):
-            default_storage.delete(name)
-        saved = default_storage.save(name, File(downloaded.file, name=posixpath.basename(name)))
+        saved = save_replacing(name, downloaded.file)
     HiDreamTemplate.objects.filter(pk=template.pk).update(preview=saved)
     report.previews += 1

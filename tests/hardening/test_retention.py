@@ -39,7 +39,7 @@ def aged(obj, age, field="created_at"):
 
 
 def upload(folder="sources") -> str:
-    return services.store_upload(png_bytes(), folder=folder)
+    return services.store_upload(services.verify_upload(png_bytes(), "test"), folder=folder)
 
 
 def api_task(status, age, *, mask=False, **fields):

@@ -1,0 +1,94 @@
+"""The one place that names and stores the app's files (DESIGN §5).
+
+Every file the app puts in storage gets a name the app makes, under
+``HIDREAM_STORAGE_PREFIX``, ending in the extension of the format Pillow decoded (``jpg``,
+``png`` or ``webp``): nothing a person or a remote server says about a file (its name, its
+extension, its ``Content-Type``) reaches a storage name. A file uploaded as ``pwn.html`` that
+decodes as a PNG is stored as ``<prefix>/sources/<random>.png`` and served as ``image/png``,
+so it can never become a document on the shop's origin.
+
+- ``result_name``: a generated picture, ``<prefix>/<task>/<sub task>.<ext>``;
+- ``preview_name``: a template preview, ``<prefix>/templates/<kind>-<id>.<ext>``;
+- ``verify_upload`` + ``store_upload``: a person's upload (API image or mask, the admin's
+  mask), ``<prefix>/<folder>/<random>.<ext>``, stored only once the whole file has decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+import uuid
+from dataclasses import dataclass
+from typing import IO, Any
+
+from django.core.files import File
+from django.core.files.storage import default_storage
+
+from .conf import hidream_settings
+from .images import CheckedImage, verify_image
+
+#: Folders for people's uploads, below the prefix.
+UPLOAD_FOLDERS = ("sources", "masks")
+
+
+def _safe_part(value: str) -> str:
+    """A remote id as a file-name part: letters, digits, '-' and '_' only, at most 100."""
+    return "".join(c for c in str(value) if c.isascii() and (c.isalnum() or c in "-_"))[:100]
+
+
+def result_name(task_id: Any, sub_task_id: str, extension: str) -> str:
+    """Stable name of a generated picture: ``<prefix>/<task>/<sub task>.<ext>``."""
+    return posixpath.join(
+        hidream_settings.STORAGE_PREFIX,
+        _safe_part(str(task_id)),
+        f"{_safe_part(sub_task_id) or 'picture'}.{extension}",
+    )
+
+
+def preview_name(kind: str, remote_id: str, extension: str) -> str:
+    """Stable name of a template preview: ``<prefix>/templates/<kind>-<id>.<ext>``."""
+    return posixpath.join(
+        hidream_settings.STORAGE_PREFIX,
+        "templates",
+        f"{_safe_part(kind)}-{_safe_part(remote_id) or 'template'}.{extension}",
+    )
+
+
+def save_replacing(name: str, fh: IO[bytes]) -> str:
+    """Save a verified file under ``name``, replacing what is there; returns the saved name
+    (a storage may still change it, e.g. when it cannot replace)."""
+    if default_storage.exists(name):
+        default_storage.delete(name)
+    return default_storage.save(name, File(fh, name=posixpath.basename(name)))
+
+
+@dataclass(frozen=True)
+class VerifiedUpload:
+    """A person's image that has decoded whole: only this can be stored (``store_upload``)."""
+
+    content: IO[bytes]
+    checked: CheckedImage
+
+
+def verify_upload(data: IO[bytes] | bytes, what: str) -> VerifiedUpload:
+    """Decode the whole upload (a file or bytes) and describe it.
+
+    Raises ``images.ImageProblem`` saying what is wrong when it is not a JPEG, PNG or WebP
+    that decodes in full within ``HIDREAM_MAX_IMAGE_PIXELS``.
+    """
+    fh = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
+    fh.seek(0)
+    checked = verify_image(fh, what)
+    fh.seek(0)
+    return VerifiedUpload(fh, checked)
+
+
+def store_upload(upload: VerifiedUpload, folder: str = "sources") -> str:
+    """Store a verified upload under a new name the app makes; returns the storage name."""
+    if folder not in UPLOAD_FOLDERS:
+        raise ValueError(f"uploads go to one of {UPLOAD_FOLDERS}, not {folder!r}")
+    name = posixpath.join(
+        hidream_settings.STORAGE_PREFIX, folder, f"{uuid.uuid4().hex}.{upload.checked.extension}"
+    )
+    upload.content.seek(0)
+    return default_storage.save(name, File(upload.content, name=posixpath.basename(name)))
