@@ -14,11 +14,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+
+from .url_policy import URLRefused, read_url
 
 PREFIX = "HIDREAM_"
 
@@ -99,7 +100,7 @@ SETTINGS: dict[str, Setting] = {
         ["hidreamai.com", ".hidreamai.com"],
         (list, tuple),
         "Hosts results may be downloaded from; '.example.com' also allows subdomains. "
-        "BASE_URL's host is always allowed.",
+        "BASE_URL's host is allowed on BASE_URL's port only.",
     ),
     "SOURCE_IMAGE_MODE": Setting(
         "base64",
@@ -208,12 +209,13 @@ class HiDreamSettings:
                 f"{full} must be one of {', '.join(spec.choices)}; got {value!r}."
             )
         if name in ("BASE_URL", "CALLBACK_BASE_URL") and value:
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
+            try:
+                read_url(value)
+            except URLRefused as exc:
                 raise ImproperlyConfigured(
                     f"{full} must be an absolute http(s) URL like https://shop.example.com; "
-                    f"got {value!r}."
-                )
+                    f"got {value!r} ({exc})"
+                ) from None
             value = value.rstrip("/")
         if name == "ALLOWED_RESULT_HOSTS":
             value = tuple(str(host).lower() for host in value)
@@ -256,11 +258,6 @@ class HiDreamSettings:
                 "`manage.py hidream_simulator` and point HIDREAM_BASE_URL at it."
             )
         return token
-
-    def result_hosts(self) -> tuple[str, ...]:
-        """Hosts downloads may come from: the configured list plus BASE_URL's own host."""
-        base_host = (urlsplit(self.BASE_URL).hostname or "").lower()
-        return (*self.ALLOWED_RESULT_HOSTS, base_host)
 
 
 hidream_settings = HiDreamSettings()

@@ -1,122 +1,67 @@
-"""Fetching result pictures safely (DESIGN §5).
+"""Fetching pictures safely: result pictures and template previews (DESIGN §5).
 
-Only http(s), only from the allowed result hosts, never to a private, loopback or link-local
-address unless that host is the configured ``HIDREAM_BASE_URL`` itself (the simulator on
-loopback), redirects re-checked hop by hop, bytes capped while streaming, and the file verified
-by Pillow before anyone stores it. No API token is ever sent with a download.
+Every URL, the first and each redirect, passes ``url_policy.check_fetch_url``: http(s) only,
+read the way urllib3 reads it, from an allowed host (or ``HIDREAM_BASE_URL`` on its own port),
+resolved once to public addresses (or the base URL's, e.g. the simulator on loopback). The
+connection then goes to the very address that was checked, with TLS still verified against
+the host name, so a second DNS answer cannot send it elsewhere; proxies from the environment
+are not used (a proxy would make its own lookup). Bytes are capped while streaming and the file
+is verified by Pillow before anyone stores it. No API token is ever sent with a download.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
-import socket
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
-import requests
+import urllib3
 from django.utils.translation import gettext as _
+from urllib3.exceptions import HTTPError as URLLib3Error
 
 from .client import USER_AGENT
 from .conf import hidream_settings
 from .exceptions import HiDreamDownloadError
 from .images import CheckedImage, ImageProblem, verify_image
+from .url_policy import (
+    FetchTarget,
+    Resolver,
+    URLRefused,
+    check_fetch_url,
+    resolve_host,
+)
+
+try:  # requests' CA bundle, the one the API client trusts too
+    import certifi
+
+    CA_CERTS: str | None = certifi.where()
+except ImportError:  # pragma: no cover - requests depends on certifi
+    CA_CERTS = None
 
 MAX_REDIRECTS = 3
 CHUNK_BYTES = 64 * 1024
 SPOOL_BYTES = 1024 * 1024
 
-Resolver = Callable[[str, int], list[str]]
 
-
-def resolve_host(host: str, port: int) -> list[str]:
-    """All addresses a host name resolves to (IPv4 and IPv6)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return sorted({info[4][0] for info in infos})
-
-
-def is_public_address(address: str) -> bool:
-    """False for private, loopback, link-local, multicast, reserved and unspecified addresses."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
-
-
-LOCAL_NAMES = ("localhost", ".localhost", ".local", ".internal", ".lan", ".home.arpa")
-
-
-def is_public_host(host: str) -> bool:
-    """False for an IP literal that is not public and for names that are local by
-    definition (localhost, *.local, *.internal...). Other names are not resolved: that would
-    send a DNS query from inside a web request, and HiDream, not the shop, fetches them."""
-    host = host.lower().rstrip(".").strip("[]")
-    if not host:
-        return False
+def check_download_url(url: str, resolver: Resolver = resolve_host) -> FetchTarget:
+    """The address to fetch ``url`` from, or ``HiDreamDownloadError`` saying why not."""
     try:
-        return is_public_address(host)
-    except ValueError:
-        pass  # a name, or an IPv4 address in one of the older spellings below
-    if re.fullmatch(r"[0-9a-fx.]+", host):
-        # "127.1", "2130706433", "0x7f000001", "017700000001": all 127.0.0.1 to the C
-        # resolver HiDream's fetcher may use, so read them the way inet_aton does.
-        try:
-            return is_public_address(socket.inet_ntoa(socket.inet_aton(host)))
-        except OSError:
-            return False
-    return not any(host == name.lstrip(".") or host.endswith(name) for name in LOCAL_NAMES)
-
-
-def host_is_allowed(host: str, allowed: tuple[str, ...]) -> bool:
-    """Exact match, or a leading-dot pattern matching the domain and its subdomains."""
-    host = host.lower().rstrip(".")
-    for pattern in allowed:
-        if not pattern:
-            continue
-        if pattern.startswith("."):
-            if host == pattern[1:] or host.endswith(pattern):
-                return True
-        elif host == pattern:
-            return True
-    return False
-
-
-def check_download_url(url: str, resolver: Resolver = resolve_host) -> None:
-    """Raise ``HiDreamDownloadError`` unless ``url`` may be fetched (see the module doc)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise HiDreamDownloadError(
-            _("Refused to download %(url)r: only http(s) URLs with a host are fetched.")
-            % {"url": url}
+        return check_fetch_url(
+            url,
+            allowed_hosts=hidream_settings.ALLOWED_RESULT_HOSTS,
+            base_url=hidream_settings.BASE_URL,
+            resolver=resolver,
         )
-    host = parts.hostname.lower()
-    if not host_is_allowed(host, hidream_settings.result_hosts()):
-        raise HiDreamDownloadError(
-            _(
-                "Refused to download from %(host)s: it is not one of the allowed result hosts "
-                "(HIDREAM_ALLOWED_RESULT_HOSTS)."
-            )
-            % {"host": host}
+    except URLRefused as exc:
+        message = (
+            _("Could not download %(url)s: %(reason)s")
+            if exc.transient
+            else _("Refused to download %(url)s: %(reason)s")
         )
-    base_host = (urlsplit(hidream_settings.BASE_URL).hostname or "").lower()
-    if host == base_host:
-        return  # the configured API host itself, e.g. the simulator on 127.0.0.1
-    try:
-        addresses = resolver(host, parts.port or (443 if parts.scheme == "https" else 80))
-    except OSError as exc:
         raise HiDreamDownloadError(
-            _("Could not resolve %(host)s: %(error)s") % {"host": host, "error": exc},
-            transient=True,
+            message % {"url": url, "reason": exc}, transient=exc.transient
         ) from None
-    blocked = [address for address in addresses if not is_public_address(address)]
-    if blocked or not addresses:
-        raise HiDreamDownloadError(
-            _("Refused to download from %(host)s: it resolves to a non-public address (%(ips)s).")
-            % {"host": host, "ips": ", ".join(blocked) or "none"}
-        )
 
 
 @dataclass
@@ -128,22 +73,14 @@ class DownloadedImage:
     checked: CheckedImage
 
 
-def download_image(
-    url: str,
-    *,
-    session: requests.Session | None = None,
-    resolver: Resolver = resolve_host,
-) -> DownloadedImage:
-    """Download and verify one result picture; raises ``HiDreamDownloadError`` on any problem."""
-    own_session = session is None
-    session = session or requests.Session()
+def download_image(url: str, *, resolver: Resolver = resolve_host) -> DownloadedImage:
+    """Download and verify one picture; raises ``HiDreamDownloadError`` on any problem."""
+    response = _get_following_checked_redirects(url, resolver)
     try:
-        response = _get_following_checked_redirects(session, url, resolver)
-        with response:
-            spool = _read_capped(response, url)
+        spool = _read_capped(response, url)
     finally:
-        if own_session:
-            session.close()
+        response.release_conn()
+        response.close()
     try:
         checked = verify_image(spool, _("The result picture at %(url)s") % {"url": url})
     except ImageProblem as exc:
@@ -154,45 +91,74 @@ def download_image(
     return DownloadedImage(spool, size, checked)
 
 
-def _get_following_checked_redirects(
-    session: requests.Session, url: str, resolver: Resolver
-) -> requests.Response:
-    timeout = (hidream_settings.CONNECT_TIMEOUT, hidream_settings.READ_TIMEOUT)
+def _pool(target: FetchTarget) -> urllib3.HTTPConnectionPool:
+    """A one-connection pool to the checked address; TLS verified against the host name."""
+    timeout = urllib3.Timeout(
+        connect=hidream_settings.CONNECT_TIMEOUT, read=hidream_settings.READ_TIMEOUT
+    )
+    read = target.read
+    if read.scheme == "https":
+        return urllib3.HTTPSConnectionPool(
+            target.address,
+            read.port,
+            timeout=timeout,
+            retries=False,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=CA_CERTS,
+            server_hostname=read.host,  # SNI
+            assert_hostname=read.host,  # the certificate must name the host, not the address
+        )
+    return urllib3.HTTPConnectionPool(target.address, read.port, timeout=timeout, retries=False)
+
+
+def _get_following_checked_redirects(url: str, resolver: Resolver) -> urllib3.BaseHTTPResponse:
     for _hop in range(MAX_REDIRECTS + 1):
-        check_download_url(url, resolver)
+        target = check_download_url(url, resolver)
+        pool = _pool(target)
         try:
-            response = session.get(
-                url,
-                stream=True,
-                timeout=timeout,
-                allow_redirects=False,
-                headers={"User-Agent": USER_AGENT, "Accept": "image/*"},
+            response = pool.urlopen(
+                "GET",
+                target.read.request_uri,
+                headers={
+                    "Host": target.read.host_header,
+                    "User-Agent": USER_AGENT,
+                    "Accept": "image/*",
+                    "Accept-Encoding": "identity",
+                },
+                redirect=False,
+                preload_content=False,
+                retries=False,
             )
-        except requests.RequestException as exc:
+        except (URLLib3Error, OSError) as exc:
+            pool.close()
             raise HiDreamDownloadError(
                 _("Could not download %(url)s: %(error)s")
                 % {"url": url, "error": type(exc).__name__},
                 transient=True,
             ) from None
-        if response.is_redirect:
+        if response.get_redirect_location():
             location = response.headers.get("Location", "")
+            response.release_conn()
             response.close()
-            url = urljoin(url, location)
+            pool.close()
+            url = urljoin(target.read.url, location)
             continue
-        if response.status_code != 200:
+        if response.status != 200:
+            response.release_conn()
             response.close()
-            transient = response.status_code == 429 or response.status_code >= 500
-            gone = (
-                _(" (the link may have expired)") if response.status_code in (403, 404, 410) else ""
-            )
+            pool.close()
+            transient = response.status == 429 or response.status >= 500
+            gone = _(" (the link may have expired)") if response.status in (403, 404, 410) else ""
             raise HiDreamDownloadError(
                 _("Downloading %(url)s answered HTTP %(status)s%(gone)s.")
-                % {"url": url, "status": response.status_code, "gone": gone},
+                % {"url": url, "status": response.status, "gone": gone},
                 transient=transient,
             )
         content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if content_type.startswith("text/") or content_type in ("application/json",):
+            response.release_conn()
             response.close()
+            pool.close()
             raise HiDreamDownloadError(
                 _("%(url)s served %(type)s instead of an image (an error page?).")
                 % {"url": url, "type": content_type}
@@ -201,7 +167,7 @@ def _get_following_checked_redirects(
     raise HiDreamDownloadError(_("Too many redirects while downloading %(url)s.") % {"url": url})
 
 
-def _read_capped(response: requests.Response, url: str) -> IO[bytes]:
+def _read_capped(response: urllib3.BaseHTTPResponse, url: str) -> IO[bytes]:
     cap = hidream_settings.MAX_DOWNLOAD_BYTES
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > cap:
@@ -212,7 +178,8 @@ def _read_capped(response: requests.Response, url: str) -> IO[bytes]:
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (returned)
     total = 0
     try:
-        for chunk in response.iter_content(CHUNK_BYTES):
+        # decode_content: a compressed body is counted (and capped) as it will be stored.
+        for chunk in response.stream(CHUNK_BYTES, decode_content=True):
             total += len(chunk)
             if total > cap:
                 raise HiDreamDownloadError(
@@ -220,7 +187,7 @@ def _read_capped(response: requests.Response, url: str) -> IO[bytes]:
                     % {"url": url, "cap": cap}
                 )
             spool.write(chunk)
-    except requests.RequestException as exc:
+    except (URLLib3Error, OSError) as exc:
         spool.close()
         raise HiDreamDownloadError(
             _("The download of %(url)s broke off: %(error)s")

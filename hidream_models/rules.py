@@ -12,10 +12,11 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from urllib.parse import urlsplit
 
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
+
+from .url_policy import URLRefused, read_url
 
 PROMPT_MAX_LENGTH = 500
 IMAGE_COUNT_MIN = 1
@@ -29,8 +30,12 @@ _BASE64_DECODE_LIMIT = 64 * 1024
 
 
 def is_http_url(value: str) -> bool:
-    parts = urlsplit(value)
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+    """An absolute http(s) URL with a host, read as the HTTP client reads it (url_policy)."""
+    try:
+        read_url(value)
+    except URLRefused:
+        return False
+    return True
 
 
 def normalise_image_value(value: str, field_label: str) -> str:
@@ -39,12 +44,12 @@ def normalise_image_value(value: str, field_label: str) -> str:
     if not value:
         raise serializers.ValidationError(_("This field may not be blank."))
     if _SCHEME.match(value):
-        if not is_http_url(value):
+        try:
+            return read_url(value).url
+        except URLRefused as exc:
             raise serializers.ValidationError(
-                _("%(field)s URLs must start with http:// or https:// and name a host.")
-                % {"field": field_label}
-            )
-        return value
+                _("%(field)s: %(problem)s") % {"field": field_label, "problem": exc}
+            ) from None
     value = _DATA_PREFIX.sub("", value, count=1)
     if not value:
         raise serializers.ValidationError(

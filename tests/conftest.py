@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import ipaddress
+import socket
 import time
+from dataclasses import dataclass, field
 
 import pytest
 from django.core.files.base import ContentFile
@@ -30,6 +33,69 @@ def make_image_bytes(size=(600, 800), color=(200, 40, 60), fmt="JPEG", exif_orie
         kwargs["exif"] = exif
     image.save(out, fmt, **kwargs)
     return out.getvalue()
+
+
+@dataclass
+class RefusedConnections:
+    """Every non-loopback address, and every name not local, something in this process
+    tried to reach."""
+
+    addresses: list = field(default_factory=list)
+    names: list = field(default_factory=list)
+
+
+def _is_loopback(address) -> bool:
+    if not isinstance(address, tuple):  # AF_UNIX path
+        return True
+    try:
+        return ipaddress.ip_address(str(address[0]).split("%", 1)[0]).is_loopback
+    except ValueError:
+        return False  # a name: sockets connect to addresses, so this should not happen
+
+
+def _is_local_name(host) -> bool:
+    if host is None:
+        return True
+    host = host.decode() if isinstance(host, bytes) else str(host)
+    host = host.lower().rstrip(".")
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+        return True  # numeric: no DNS query is sent
+    except ValueError:
+        pass
+    return host in ("localhost", socket.gethostname().lower()) or host.endswith(".localhost")
+
+
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch) -> RefusedConnections:
+    """No test leaves loopback, even a failing one: a connection to any other address and a
+    DNS query for any name but localhost's are refused (and recorded) in this process."""
+    refused = RefusedConnections()
+    connect, connect_ex = socket.socket.connect, socket.socket.connect_ex
+    getaddrinfo = socket.getaddrinfo
+
+    def guarded_connect(sock, address):
+        if not _is_loopback(address):
+            refused.addresses.append(address)
+            raise ConnectionRefusedError(f"tests stay on loopback, not {address!r}")
+        return connect(sock, address)
+
+    def guarded_connect_ex(sock, address):
+        if not _is_loopback(address):
+            refused.addresses.append(address)
+            raise ConnectionRefusedError(f"tests stay on loopback, not {address!r}")
+        return connect_ex(sock, address)
+
+    def guarded_getaddrinfo(host, *args, **kwargs):
+        if not _is_local_name(host):
+            refused.names.append(host)
+            raise socket.gaierror(socket.EAI_NONAME, f"tests send no DNS query for {host!r}")
+        return getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
+    monkeypatch.setattr(socket, "getaddrinfo", guarded_getaddrinfo)
+    return refused
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,8 @@
 """A scripted HTTP server on loopback, for faults the simulator does not (yet) produce.
 
 Each request pops the next scripted reply: ``(status, headers, body, delay_seconds)``; when the
-script is empty the last reply repeats. Requests are recorded as ``(method, path, headers,
-body)``.
+script is empty the last reply repeats. A path in ``routes`` always gets its own reply instead.
+Requests are recorded as ``(method, path, headers, body)``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class StubServer:
     """Serves scripted replies on 127.0.0.1; use as a context manager."""
 
-    def __init__(self, replies):
+    def __init__(self, replies, routes=None):
         self.replies = list(replies)
+        self.routes = dict(routes or {})
         self.requests: list[tuple[str, str, dict, bytes]] = []
         self._lock = threading.Lock()
         stub = self
@@ -28,7 +29,10 @@ class StubServer:
                 body = self.rfile.read(length) if length else b""
                 with stub._lock:
                     stub.requests.append((self.command, self.path, dict(self.headers), body))
-                    reply = stub.replies.pop(0) if len(stub.replies) > 1 else stub.replies[0]
+                    if self.path in stub.routes:
+                        reply = stub.routes[self.path]
+                    else:
+                        reply = stub.replies.pop(0) if len(stub.replies) > 1 else stub.replies[0]
                 status, headers, payload, delay = reply
                 if delay:
                     time.sleep(delay)

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
-from urllib.parse import urlsplit
 
+from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..downloads import is_public_host
-from ..images import ImageProblem, open_checked
+from ..files import VerifiedUpload, verify_upload
+from ..images import ImageProblem
 from ..models import (
     GeneratedImage,
     HiDreamPreset,
@@ -25,6 +24,7 @@ from ..models import (
     ReviewState,
 )
 from ..rules import ModelImageOptionsSerializer, is_http_url, normalise_image_value
+from ..url_policy import URLRefused, check_given_url
 from .references import parse_reference, product_reference
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -35,8 +35,9 @@ NULLABLE_URI = {"type": "string", "format": "uri", "nullable": True}
 class ImageInputField(serializers.Field):
     """An image given as a multipart file, an http(s) URL, or base64 (``data:`` prefix ok).
 
-    Returns ``("url", str)`` or ``("file", UploadedFile | bytes)``; files are checked with
-    Pillow (and the pixel cap) before anything is stored.
+    Returns ``("url", str)`` or ``("file", files.VerifiedUpload)``: a file is decoded whole
+    by Pillow (within the pixel cap) here, and stored later under a name the app makes
+    (``files.store_upload``), never under the name the person gave it.
     """
 
     default_error_messages = {
@@ -49,9 +50,7 @@ class ImageInputField(serializers.Field):
                 raise serializers.ValidationError(
                     _("The file is larger than %(n)s MB.") % {"n": MAX_UPLOAD_BYTES // 2**20}
                 )
-            self._check_image(data)
-            data.seek(0)
-            return ("file", data)
+            return ("file", self._verified(data))
         if not isinstance(data, str):
             self.fail("invalid")
         value = normalise_image_value(data, self.field_name)
@@ -61,14 +60,10 @@ class ImageInputField(serializers.Field):
                 raise serializers.ValidationError(
                     _("The URL is longer than %(n)s characters.") % {"n": limit}
                 )
-            if not is_public_host(urlsplit(value).hostname or ""):
-                raise serializers.ValidationError(
-                    _(
-                        "The URL points at a private, loopback or link-local address; give "
-                        "one HiDream can reach on the internet, or upload the file."
-                    )
-                )
-            return ("url", value)
+            try:
+                return ("url", check_given_url(value))
+            except URLRefused as exc:
+                raise serializers.ValidationError(capfirst(str(exc))) from None
         try:
             raw = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
@@ -77,19 +72,13 @@ class ImageInputField(serializers.Field):
             raise serializers.ValidationError(
                 _("The image is larger than %(n)s MB.") % {"n": MAX_UPLOAD_BYTES // 2**20}
             )
-        self._check_image(io.BytesIO(raw))
-        return ("file", raw)
+        return ("file", self._verified(raw))
 
-    def _check_image(self, fp):
+    def _verified(self, data) -> VerifiedUpload:
         try:
-            image = open_checked(fp, _("The %(field)s") % {"field": self.field_name})
-            image.verify()
+            return verify_upload(data, _("The %(field)s") % {"field": self.field_name})
         except ImageProblem as exc:
             raise serializers.ValidationError(str(exc)) from None
-        except Exception as exc:  # Pillow raises many types for damaged data
-            raise serializers.ValidationError(
-                _("The %(field)s is damaged: %(error)s") % {"field": self.field_name, "error": exc}
-            ) from None
 
     def to_representation(self, value):
         return value

@@ -12,9 +12,7 @@ test starts calls ``shared_db.bind()`` to use it too, and subprocesses get ``sha
 from __future__ import annotations
 
 import contextlib
-import ipaddress
-import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -25,45 +23,6 @@ from django.db import connections
 from PIL import Image
 
 # --- the network rule: loopback only -----------------------------------------------------------
-
-
-@dataclass
-class RefusedConnections:
-    """Every non-loopback address something in this process tried to connect to."""
-
-    addresses: list = field(default_factory=list)
-
-
-def _is_loopback(address) -> bool:
-    if not isinstance(address, tuple):  # AF_UNIX path
-        return True
-    try:
-        return ipaddress.ip_address(str(address[0]).split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False  # a name: sockets connect to addresses, so this should not happen
-
-
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch) -> RefusedConnections:
-    """Refuse (and record) any connection to a non-loopback address made from this process."""
-    refused = RefusedConnections()
-    connect, connect_ex = socket.socket.connect, socket.socket.connect_ex
-
-    def guarded_connect(sock, address):
-        if not _is_loopback(address):
-            refused.addresses.append(address)
-            raise ConnectionRefusedError(f"reliability tests stay on loopback, not {address!r}")
-        return connect(sock, address)
-
-    def guarded_connect_ex(sock, address):
-        if not _is_loopback(address):
-            refused.addresses.append(address)
-            raise ConnectionRefusedError(f"reliability tests stay on loopback, not {address!r}")
-        return connect_ex(sock, address)
-
-    monkeypatch.setattr(socket.socket, "connect", guarded_connect)
-    monkeypatch.setattr(socket.socket, "connect_ex", guarded_connect_ex)
-    return refused
 
 
 # --- one database for threads and processes ----------------------------------------------------

@@ -550,12 +550,12 @@ RESULT_FAULTS = {
     "redirect_private": (
         {"result_fault": "redirect_private"},
         {},
-        ["Refused to download from 10.0.0.1", "not one of the allowed result hosts"],
+        ["Refused to download http://10.0.0.1", "10.0.0.1 is not one of the allowed result hosts"],
     ),
     "redirect_private_to_an_allowed_host": (
         {"result_fault": "redirect_private"},
         {"HIDREAM_ALLOWED_RESULT_HOSTS": ["hidreamai.com", ".hidreamai.com", "10.0.0.1"]},
-        ["Refused to download from 10.0.0.1", "non-public address (10.0.0.1)"],
+        ["Refused to download http://10.0.0.1", "10.0.0.1 resolves to a non-public address"],
     ),
 }
 

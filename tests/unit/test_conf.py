@@ -80,12 +80,6 @@ def test_override_through_settings_fixture_is_seen_without_manual_reload(setting
     assert hidream_settings.ALLOWED_RESULT_HOSTS == ("cdn.example.com", ".img.example.com")
 
 
-def test_result_hosts_include_the_base_url_host(settings):
-    settings.HIDREAM_BASE_URL = "http://Sim.Local:9000"
-    settings.HIDREAM_ALLOWED_RESULT_HOSTS = ["cdn.example.com"]
-    assert hidream_settings.result_hosts() == ("cdn.example.com", "sim.local")
-
-
 def test_ints_are_accepted_for_float_settings(settings):
     settings.HIDREAM_CONNECT_TIMEOUT = 3
     assert hidream_settings.CONNECT_TIMEOUT == 3

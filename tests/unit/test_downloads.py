@@ -9,16 +9,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import requests
-from requests.adapters import BaseAdapter
 
-from hidream_models.downloads import (
-    check_download_url,
-    download_image,
-    host_is_allowed,
-    is_public_address,
-)
+from hidream_models.downloads import check_download_url, download_image
 from hidream_models.exceptions import HiDreamDownloadError
+from hidream_models.url_policy import host_is_allowed, is_public_address
 from tests.conftest import make_image_bytes
 
 
@@ -209,8 +203,10 @@ def test_allowed_host_resolving_to_public_address_is_accepted(
             "cdn.example.net": ["8.8.8.8"],
         }
     )
-    assert check_download_url(url, resolver=resolver) is None
+    target = check_download_url(url, resolver=resolver)
     assert resolver.calls == [expected_call]
+    # The connection is pinned to the first address the one lookup gave.
+    assert target.address == resolver.answers[expected_call[0]][0]
 
 
 def test_resolver_failure_is_transient(hosts, no_network):
@@ -229,12 +225,16 @@ def test_resolver_failure_is_transient(hosts, no_network):
         ("http://localhost:9000", "http://LOCALHOST:9000/r.png"),
     ],
 )
-def test_base_url_host_is_always_accepted(settings, no_network, base_url, url):
+def test_base_url_host_is_accepted_on_its_own_port_even_on_loopback(
+    settings, no_network, base_url, url
+):
     settings.HIDREAM_BASE_URL = base_url
     settings.HIDREAM_ALLOWED_RESULT_HOSTS = []
-    resolver = RecordingResolver({"127.0.0.1": ["127.0.0.1"], "localhost": ["127.0.0.1"]})
-    assert check_download_url(url, resolver=resolver) is None
-    assert resolver.calls == []
+    resolver = RecordingResolver({"api.hidream.test": ["10.1.2.3"], "localhost": ["127.0.0.1"]})
+    target = check_download_url(url, resolver=resolver)
+    # An IP literal needs no lookup; a name is looked up once and pinned.
+    assert target.address in ("127.0.0.1", "10.1.2.3")
+    assert len(resolver.calls) <= 1
 
 
 # -- real downloads from a loopback server -----------------------------------------------------
@@ -383,21 +383,6 @@ def test_body_at_the_cap_is_accepted(site, settings):
     assert result.size == len(data)
 
 
-class Tripwire(BaseAdapter):
-    """Mounted for the blocked host: records any request that would have left."""
-
-    def __init__(self):
-        super().__init__()
-        self.sent = []
-
-    def send(self, request, *args, **kwargs):
-        self.sent.append(request.url)
-        raise requests.ConnectionError("tripwire: this request must never be made")
-
-    def close(self):
-        pass
-
-
 @pytest.mark.parametrize(
     "target",
     [
@@ -406,17 +391,14 @@ class Tripwire(BaseAdapter):
         "file:///etc/passwd",
     ],
 )
-def test_redirect_to_a_host_not_allowed_is_refused_before_connecting(site, target):
+def test_redirect_to_a_host_not_allowed_is_refused_before_connecting(
+    site, target, loopback_only
+):
     site.routes["/r/jump.jpg"] = (302, {"Location": target, "Content-Length": "0"}, b"")
     resolver = RecordingResolver({"blocked.invalid": ["93.184.216.34"]})
-    tripwire = Tripwire()
-    with requests.Session() as session:
-        session.mount("http://blocked.invalid", tripwire)
-        session.mount("http://169.254.169.254", tripwire)
-        session.mount("file://", tripwire)
-        with pytest.raises(HiDreamDownloadError) as info:
-            download_image(site.base + "/r/jump.jpg", session=session, resolver=resolver)
-    assert tripwire.sent == []
+    with pytest.raises(HiDreamDownloadError) as info:
+        download_image(site.base + "/r/jump.jpg", resolver=resolver)
+    assert loopback_only.addresses == []
     assert resolver.calls == []
     assert [path for path, _ in site.seen] == ["/r/jump.jpg"]
     assert "Refused" in str(info.value)
