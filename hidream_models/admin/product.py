@@ -91,7 +91,13 @@ class HiDreamProductAdminMixin:
     # -- permissions and image lookup ---------------------------------------------------
 
     def has_hidream_generate_permission(self, request) -> bool:
-        return request.user.is_active and request.user.has_perm(GENERATE_PERMISSION)
+        """The app's generate permission, and what the product changelist (where the action
+        lives) requires: this ModelAdmin's view (or change) permission."""
+        return (
+            request.user.is_active
+            and request.user.has_perm(GENERATE_PERMISSION)
+            and self.has_view_permission(request)
+        )
 
     def get_hidream_image(self, product):
         """The product's image file (a FieldFile or a storage name), or None."""

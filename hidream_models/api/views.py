@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
+from django.utils.cache import patch_cache_control
 from django.utils.translation import gettext as _
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import (
@@ -66,8 +67,10 @@ class PayloadTooLarge(APIException):
 
 
 class HiDreamViewSetMixin:
-    """What every API view shares: permissions, pagination, the OpenAPI schema class, and a
-    413 (not a 400 or 500) for bodies over the size limit."""
+    """What every API view shares: permissions, pagination, the OpenAPI schema class, a 413
+    (not a 400 or 500) for bodies over the size limit, and ``Cache-Control: private,
+    no-store`` on every reply: tasks and pictures are one shop's private data, which no
+    shared cache (a CDN, a company proxy) and no browser disk cache may keep."""
 
     permission_classes = [HiDreamPermission]
     pagination_class = HiDreamPagination
@@ -93,6 +96,11 @@ class HiDreamViewSetMixin:
                 _("The request body is larger than the server accepts: %(error)s") % {"error": exc}
             )
         return super().handle_exception(exc)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        patch_cache_control(response, private=True, no_store=True)
+        return response
 
     def get_throttles(self):
         if self.action in self.throttled_actions:
@@ -194,7 +202,7 @@ class TaskViewSet(
 
     def _create_one(self, request, data, options, key, mask_name):
         if data.get("product"):
-            found, errors = resolve_products([data["product"]])
+            found, errors = resolve_products([data["product"]], request.user)
             if errors:
                 return Response({"product": errors[0]}, status=status.HTTP_400_BAD_REQUEST)
             product = found[0]
@@ -259,7 +267,7 @@ class TaskViewSet(
         serializer = BulkCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        found, errors = resolve_products(data["products"])
+        found, errors = resolve_products(data["products"], request.user)
         for index, product in found.items():
             if not product_image(product):
                 errors.setdefault(index, []).append(_("This product has no image to send."))

@@ -62,7 +62,7 @@ def test_no_key_makes_a_new_task_each_time(api, product):
 
 
 def test_the_same_key_of_another_user_is_another_task(api, product):
-    other = token_client(make_user("other", ("hidream_models.generate",)))
+    other = token_client(make_user("other", ("hidream_models.generate", "catalog.view_product")))
     mine = create(api, product, "shared-key")
     theirs = create(other, product, "shared-key")
     assert theirs.status_code == 201

@@ -73,13 +73,16 @@ ENDPOINTS = {
 }
 READS = [name for name in ENDPOINTS if name.endswith(("-list", "-detail"))]
 GENERATING = {"tasks-create": 201, "tasks-bulk": 201, "tasks-retry": 201, "tasks-refresh": 202}
+NAMING_PRODUCTS = {"tasks-create", "tasks-bulk"}
+VIEW_PRODUCT = "catalog.view_product"
 REVIEWING = {"images-approve": 200, "images-reject": 200}
 
 ROLES = {
     "no-permissions": (),
     "viewer": VIEW_ALL,
     "generator": (GENERATE,),
-    "generator-and-viewer": (GENERATE, *VIEW_ALL),
+    "generator-of-products": (GENERATE, VIEW_PRODUCT),
+    "generator-and-viewer": (GENERATE, VIEW_PRODUCT, *VIEW_ALL),
     "reviewer": (REVIEW,),
 }
 
@@ -89,6 +92,8 @@ def expected_status(role: str, endpoint: str) -> int:
     if endpoint in READS:
         return 200 if VIEW_ALL[0] in perms else 403
     if endpoint in GENERATING:
+        if endpoint in NAMING_PRODUCTS and VIEW_PRODUCT not in perms:
+            return 403  # the product model's own view permission counts too
         return GENERATING[endpoint] if GENERATE in perms else 403
     return REVIEWING[endpoint] if REVIEW in perms else 403
 
@@ -200,7 +205,7 @@ def test_session_authentication_for_reads(world):
 
 
 def test_session_posts_need_the_csrf_token(world):
-    make_user("sessions", (GENERATE, *VIEW_ALL))
+    make_user("sessions", (GENERATE, VIEW_PRODUCT, *VIEW_ALL))
     client = json_client(enforce_csrf_checks=True)
     assert client.login(username="sessions", password="pw")
     data = {"product": product_ref(world["product"]), **PROMPT}
@@ -218,7 +223,7 @@ def test_session_posts_need_the_csrf_token(world):
 
 
 def test_token_posts_need_no_csrf_token(world):
-    user = make_user("robot", (GENERATE,))
+    user = make_user("robot", (GENERATE, VIEW_PRODUCT))
     token = Token.objects.create(user=user)
     client = json_client(enforce_csrf_checks=True)
     client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")

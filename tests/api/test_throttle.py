@@ -49,7 +49,7 @@ def test_bulk_and_retry_count_against_the_same_rate(api, product, task_factory, 
 
 def test_the_rate_is_per_user(api, product, settings):
     settings.HIDREAM_API_CREATE_RATE = "1/min"
-    other = token_client(make_user("other", ("hidream_models.generate",)))
+    other = token_client(make_user("other", ("hidream_models.generate", "catalog.view_product")))
     assert create(api, product).status_code == 201
     assert create(api, product).status_code == 429
     assert create(other, product).status_code == 201

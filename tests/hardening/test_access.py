@@ -1,0 +1,160 @@
+"""The product model's own permissions count, and private answers are not cached (issue 13,
+points 6 and 7)."""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+from django.utils.cache import get_max_age
+
+from hidream_models.models import ModelImageTask
+from tests.api.helpers import make_generated_image, make_task, make_user, token_client
+from tests.test_admin import (  # noqa: F401 (local_templates is a fixture)
+    CONFIRM_URL,
+    form_data,
+    local_templates,
+    make_staff,
+)
+
+APP_PERMS = ("hidream_models.generate", "hidream_models.view_modelimagetask")
+TEMPLATE = {"human_template_id": "h-001", "scene_template_id": "s-001"}
+
+# -- the admin's generate URL -------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_admin_generate_url_refuses_staff_without_the_product_view_permission(
+    client, make_product, local_templates  # noqa: F811
+):
+    """The app's permissions alone: the product changelist is closed to this user, so its
+    generate URL is too, however the POST is made."""
+    human, scene = local_templates
+    product = make_product()
+    client.force_login(make_staff("app-only", APP_PERMS))
+    assert client.get(reverse("admin:catalog_product_changelist")).status_code == 403
+    response = client.post(
+        reverse(CONFIRM_URL), form_data([product.pk], human=human, scene=scene)
+    )
+    assert response.status_code == 403
+    assert not ModelImageTask.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("product_perm", ["catalog.view_product", "catalog.change_product"])
+def test_admin_generate_url_works_with_what_the_changelist_requires(
+    client, make_product, local_templates, product_perm  # noqa: F811
+):
+    human, scene = local_templates
+    product = make_product()
+    client.force_login(make_staff("merchandiser", (*APP_PERMS, product_perm)))
+    response = client.post(
+        reverse(CONFIRM_URL), form_data([product.pk], human=human, scene=scene)
+    )
+    assert response.status_code == 302
+    assert ModelImageTask.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_the_action_is_not_offered_without_the_product_view_permission(rf, make_product):
+    from django.contrib import admin
+
+    from shop_demo.catalog.models import Product
+
+    request = rf.get("/admin/catalog/product/")
+    request.user = make_staff("app-only-2", APP_PERMS)
+    model_admin = admin.site._registry[Product]
+    assert "generate_model_images" not in model_admin.get_actions(request)
+
+
+# -- the API ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app_only_api(db):
+    return token_client(make_user("api-app-only", APP_PERMS))
+
+
+@pytest.fixture
+def product_api(db):
+    return token_client(make_user("api-with-products", (*APP_PERMS, "catalog.view_product")))
+
+
+def test_api_create_refuses_a_product_its_user_may_not_view(app_only_api, make_product):
+    product = make_product()
+    response = app_only_api.post(
+        "/api/hidream/tasks/",
+        {"product": f"catalog.product:{product.pk}", "template": TEMPLATE},
+    )
+    assert response.status_code == 403, response.content
+    assert "catalog.product" in response.json()["detail"]
+    assert not ModelImageTask.objects.exists()
+
+
+def test_api_bulk_refuses_products_its_user_may_not_view(app_only_api, make_product):
+    products = [make_product(), make_product()]
+    response = app_only_api.post(
+        "/api/hidream/tasks/bulk/",
+        {"products": [f"catalog.product:{p.pk}" for p in products], "template": TEMPLATE},
+    )
+    assert response.status_code == 403, response.content
+    assert not ModelImageTask.objects.exists()
+
+
+def test_api_refuses_before_saying_whether_a_product_exists(app_only_api):
+    response = app_only_api.post(
+        "/api/hidream/tasks/",
+        {"product": "catalog.product:999999", "template": TEMPLATE},
+    )
+    assert response.status_code == 403
+
+
+def test_api_creates_for_a_product_its_user_may_view(product_api, make_product):
+    product = make_product()
+    response = product_api.post(
+        "/api/hidream/tasks/",
+        {"product": f"catalog.product:{product.pk}", "template": TEMPLATE},
+    )
+    assert response.status_code == 201, response.content
+    bulk = product_api.post(
+        "/api/hidream/tasks/bulk/",
+        {"products": [f"catalog.product:{make_product().pk}"], "template": TEMPLATE},
+    )
+    assert bulk.status_code == 201, bulk.content
+
+
+# -- Cache-Control -------------------------------------------------------------------------------
+
+
+def assert_private_no_store(response):
+    directives = {part.strip() for part in response["Cache-Control"].split(",")}
+    assert {"private", "no-store"} <= directives, response["Cache-Control"]
+    assert get_max_age(response) in (None, 0)
+
+
+def test_api_answers_with_task_or_picture_data_are_not_cached(product_api, make_product):
+    product = make_product()
+    created = product_api.post(
+        "/api/hidream/tasks/",
+        {"product": f"catalog.product:{product.pk}", "template": TEMPLATE},
+    )
+    assert created.status_code == 201
+    assert_private_no_store(created)
+    task = make_task(product)
+    image = make_generated_image(task)
+    for url in (
+        "/api/hidream/tasks/",
+        f"/api/hidream/tasks/{task.pk}/",
+        "/api/hidream/images/",
+        f"/api/hidream/images/{image.pk}/",
+        "/api/hidream/templates/",
+        "/api/hidream/presets/",
+    ):
+        response = product_api.get(url)
+        assert response.status_code in (200, 403), (url, response.status_code)
+        assert_private_no_store(response)
+
+
+def test_api_errors_are_not_cached_either(app_only_api):
+    response = app_only_api.get("/api/hidream/tasks/00000000-0000-0000-0000-000000000000/")
+    assert response.status_code == 404
+    assert_private_no_store(response)
