@@ -4,6 +4,13 @@ Both directions check with Pillow, and a pixel cap (``HIDREAM_MAX_IMAGE_PIXELS``
 decoding, so a decompression bomb is refused while it is still a header. A product photo sent
 as base64 is then shrunk and encoded by libvips when pyvips is installed (``images_vips``:
 a fraction of the memory), by Pillow otherwise and in the url mode.
+
+In the base64 mode nothing private leaves the shop with the picture: a photo that already fits
+and is upright is sent as the shop's file with its EXIF (GPS position included), XMP, IPTC and
+comments taken out of the container, its compressed pixel data untouched (``image_metadata``);
+a photo that is turned or shrunk is encoded anew without any of them. Both keep the ICC colour
+profile while it still describes the pixels. The url mode sends the stored file's URL: HiDream
+fetches that file as it is.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import logging
 from dataclasses import dataclass
 from typing import IO
 
@@ -19,12 +27,29 @@ from django.utils.translation import gettext as _
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .conf import hidream_settings
+from .image_metadata import MetadataError, icc_colour_space, strip_metadata_bytes
 from .rules import is_http_url
+
+logger = logging.getLogger(__name__)
 
 ORIENTATION_TAG = 0x0112
 MAX_SIDE = 4096  # HiDream's "4K" limit, read as the longest side (API-REFERENCE §2)
 PASSTHROUGH_FORMATS = {"JPEG", "PNG", "WEBP"}
 RESULT_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
+#: The colour model of a Pillow mode's pixels, to match against an ICC profile's colour space
+#: (a palette holds RGB colours). Modes not here (16-bit grey, "1", ...) keep no profile.
+COLOUR_MODELS = {
+    "RGB": "RGB",
+    "RGBA": "RGB",
+    "P": "RGB",
+    "L": "GRAY",
+    "LA": "GRAY",
+    "CMYK": "CMYK",
+}
+#: What of ``Image.info`` a re-encoded picture may take with it: Pillow's savers copy some
+#: keys from ``info`` unasked (the JPEG saver the comment, the PNG saver the ICC profile).
+#: Only the palette's transparency is needed; the profile is passed explicitly.
+KEPT_INFO = ("transparency",)
 
 
 class ImageProblem(ValueError):
@@ -176,7 +201,9 @@ def _prepare_with_pillow(name: str, storage: Storage, what: str) -> PreparedSour
             url, "url", hashlib.sha256(data).hexdigest(), *original_size, reference=name
         )
 
-    encoded, width, height = _fit_and_encode(image, data, resized=image.size != original_size)
+    encoded, width, height = _fit_and_encode(
+        image, data, resized=image.size != original_size, name=name
+    )
     del image, data  # the bitmap and the file: only the encoded bytes are needed now
     return PreparedSource(
         base64.b64encode(encoded).decode("ascii"),
@@ -209,9 +236,10 @@ def _decode_small(image: Image.Image) -> None:
 
 
 def _fit_and_encode(
-    image: Image.Image, original: bytes, *, resized: bool = False
+    image: Image.Image, original: bytes, *, resized: bool = False, name: str = ""
 ) -> tuple[bytes, int, int]:
-    """EXIF-orient, shrink to ≤ 4096 px on the long side (never enlarge), encode."""
+    """EXIF-orient, shrink to ≤ 4096 px on the long side (never enlarge), encode; without
+    EXIF, XMP or comments either way, with the ICC profile while it fits the pixels."""
     changed = resized or image.getexif().get(ORIENTATION_TAG, 1) != 1
     if changed or max(image.size) > MAX_SIDE:
         # In place: a copy of a decoded 3000×2000 photo is another 23 MiB.
@@ -221,15 +249,37 @@ def _fit_and_encode(
         oriented.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
         changed = True
     if not changed and image.format in PASSTHROUGH_FORMATS:
-        return original, *image.size  # already fine: send the shop's bytes untouched
+        # Already fine: the shop's file, its metadata taken out and its pixel data untouched.
+        try:
+            return strip_metadata_bytes(original, image.format), *image.size
+        except MetadataError as exc:  # decoded fine, but not a layout the stripper knows
+            logger.info("%s: metadata not removable as is (%s); re-encoding.", name, exc)
+    profile = oriented.info.get("icc_profile")
+    oriented.info = {key: oriented.info[key] for key in KEPT_INFO if key in oriented.info}
     out = io.BytesIO()
     has_alpha = oriented.mode in ("RGBA", "LA") or (
         oriented.mode == "P" and "transparency" in oriented.info
     )
     if has_alpha:
-        oriented.save(out, "PNG", optimize=False)
+        icc = _fitting_profile(profile, oriented.mode, oriented.mode)
+        oriented.save(out, "PNG", optimize=False, icc_profile=icc)
     else:
         # convert() copies even an RGB image: only convert what is not RGB already.
         rgb = oriented if oriented.mode == "RGB" else oriented.convert("RGB")
-        rgb.save(out, "JPEG", quality=92)
+        icc = _fitting_profile(profile, oriented.mode, "RGB")
+        rgb.save(out, "JPEG", quality=92, icc_profile=icc)
     return out.getvalue(), *oriented.size
+
+
+def _fitting_profile(profile: bytes | None, mode: str, saved_mode: str) -> bytes | None:
+    """The ICC profile to save with pixels of ``mode`` saved as ``saved_mode``, or None.
+
+    Turning and shrinking keep the pixels' colour space, so the profile still fits them. A
+    conversion to another colour model (greyscale or CMYK to RGB: Pillow's ``convert`` does
+    not use the profile) leaves a profile that no longer describes them: it is dropped, and
+    the RGB pixels are read as sRGB, as they would have been before.
+    """
+    model = COLOUR_MODELS.get(mode)
+    if model is None or model != COLOUR_MODELS.get(saved_mode):
+        return None
+    return profile if icc_colour_space(profile) == model else None

@@ -10,9 +10,15 @@ The checks stay where they were. Pillow's ``open_checked`` reads the header and 
 pixel bomb before a byte of pixel data is decoded. libvips then loads the file with the loader
 of the format Pillow named (never by sniffing it itself) and fails on any decoding error, and
 an image that already fits and needs no rotation is still decoded whole before the shop's
-bytes are sent untouched. Whenever libvips cannot do the work (another format, or any error of
-its own, such as a truncated file), ``prepare`` returns None and the Pillow path prepares the
-image as before: a damaged file gets Pillow's "damaged" message, exactly as without libvips.
+file is sent. Whenever libvips cannot do the work (another format, or any error of its own,
+such as a truncated file), ``prepare`` returns None and the Pillow path prepares the image as
+before: a damaged file gets Pillow's "damaged" message, exactly as without libvips.
+
+No private metadata is sent, as on the Pillow path. The shop's file is sent with its EXIF,
+XMP, IPTC and comments taken out by ``image_metadata``, streamed through a temporary file as
+the encoded picture is, its compressed pixel data untouched. A re-encoded picture is saved
+with no metadata but its ICC profile, and with that only while the profile still describes
+the pixels (RGB in, RGB out).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import IO
 
 from django.core.files.storage import Storage
 
+from .image_metadata import MetadataError, icc_colour_space, strip_metadata
 from .images import MAX_SIDE, PreparedSource, jpeg_scale, open_checked, open_storage_file
 
 try:
@@ -37,10 +44,15 @@ except (ImportError, OSError):  # not installed, or installed without a libvips 
 
 logger = logging.getLogger(__name__)
 
-MIN_LIBVIPS = (8, 15)  # savers' keep="none" (8.15); the loaders' fail_on (8.12)
+MIN_LIBVIPS = (8, 15)  # savers' keep= (8.15); the loaders' fail_on (8.12)
 #: Pillow's format name → the libvips loader for it
 LOADERS = {"JPEG": "jpegload_source", "PNG": "pngload_source", "WEBP": "webpload_source"}
 JPEG_QUALITY = 92  # as the Pillow path
+#: libvips interpretations whose pixels ``colourspace("srgb")`` leaves in the same RGB space
+#: (16-bit RGB is only shifted to 8 bits), so that their ICC profile still describes them.
+#: Greyscale and CMYK are converted to other pixels: their profile would no longer fit.
+RGB_INTERPRETATIONS = frozenset({"srgb", "rgb16"})
+ICC_FIELD = "icc-profile-data"
 #: Read and base64-encode files in pieces of this size: a multiple of 3, so the pieces'
 #: base64 joins up without padding in the middle.
 CHUNK = 3 * 64 * 1024
@@ -115,10 +127,13 @@ def _prepare(fh: IO[bytes], fmt: str, size: tuple[int, int], name: str) -> Prepa
         width, height = image.width, image.height
         del image, source
         _decode_all(fh, fmt)
-        fh.seek(0)
-        value, digest = _base64(fh)  # already fine: send the shop's bytes untouched
-        return PreparedSource(value, "base64", digest, width, height, reference=name)
+        # Already fine: the shop's file, without its metadata, its pixel data untouched.
+        prepared = _stripped(fh, fmt, width, height, name)
+        if prepared is not None:
+            return prepared
+        image, source = _load(fh, fmt)  # a layout the stripper does not know: encode anew
 
+    loaded_as = image.interpretation  # before any conversion: does the ICC profile fit?
     if max(image.width, image.height) > MAX_SIDE:  # JPEG shrink-on-load can leave it above
         factor = MAX_SIDE / max(image.width, image.height)
         if image.hasalpha():
@@ -132,25 +147,57 @@ def _prepare(fh: IO[bytes], fmt: str, size: tuple[int, int], name: str) -> Prepa
         image = image.copy_memory().autorot()
     if image.interpretation != "srgb" or image.format != "uchar":
         image = image.colourspace("srgb")  # greyscale, 16-bit, CMYK: 8-bit RGB(A) as Pillow
+    keep = "icc" if _profile_fits(image, loaded_as) else "none"
 
     # The encoded picture goes to a temporary file, not to memory: libvips's buffers are at
     # their largest while it encodes, and the base64 is made only once they are freed.
     with tempfile.TemporaryFile() as out:
         target = pyvips.TargetCustom()
         target.on_write(lambda chunk: out.write(chunk))
-        # No metadata is kept (EXIF with its GPS position, comments), as Pillow's path.
+        # No metadata is kept (EXIF with its GPS position, XMP, comments) but the ICC
+        # profile, as on Pillow's path.
         if image.hasalpha():
-            image.pngsave_target(target, keep="none")
+            image.pngsave_target(target, keep=keep)
         else:
             # Chroma subsampling as Pillow's JPEGs (libvips leaves it off from Q 90 up,
             # which makes the file, and the request, ~70 % larger for no visible gain).
-            image.jpegsave_target(target, Q=JPEG_QUALITY, subsample_mode="on", keep="none")
+            image.jpegsave_target(target, Q=JPEG_QUALITY, subsample_mode="on", keep=keep)
         width, height = image.width, image.height
         del image, target, source
         _release_freed_memory()
         out.seek(0)
         value, digest = _base64(out)
     return PreparedSource(value, "base64", digest, width, height, reference=name)
+
+
+def _stripped(fh: IO[bytes], fmt: str, width: int, height: int, name: str) -> PreparedSource | None:
+    """The stored file without its metadata, as base64; None when the stripper refuses it.
+
+    The stripped copy is streamed to a temporary file and encoded from there in pieces, as the
+    shop's file was: neither is ever whole in memory.
+    """
+    with tempfile.TemporaryFile() as out:
+        fh.seek(0)
+        try:
+            strip_metadata(fh, out, fmt)
+        except MetadataError as exc:  # libvips decoded it, but its layout is not a known one
+            logger.info("%s: metadata not removable as is (%s); re-encoding.", name, exc)
+            return None
+        out.seek(0)
+        value, digest = _base64(out)
+    return PreparedSource(value, "base64", digest, width, height, reference=name)
+
+
+def _profile_fits(image, loaded_as: str) -> bool:
+    """Whether the ICC profile ``image`` carries still describes its (8-bit RGB) pixels.
+
+    Only when they were RGB as loaded and the profile is an RGB one: ``colourspace("srgb")``
+    leaves a greyscale or CMYK image's profile attached to the RGB pixels it makes (for CMYK
+    it even attaches its own CMYK profile, a megabyte), and libvips would save it as it is.
+    """
+    if loaded_as not in RGB_INTERPRETATIONS or not image.get_typeof(ICC_FIELD):
+        return False
+    return icc_colour_space(image.get(ICC_FIELD)) == "RGB"
 
 
 def _load(fh: IO[bytes], fmt: str, *, shrink: int = 1):

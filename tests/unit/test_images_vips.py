@@ -12,6 +12,8 @@ import base64
 import hashlib
 import io
 import logging
+import struct
+import zlib
 
 import pytest
 from django.core.files.base import ContentFile
@@ -21,6 +23,16 @@ from PIL import Image
 from hidream_models import images, images_vips
 from hidream_models.images import MAX_SIDE, ImageProblem, PreparedSource, prepare_source
 from tests.conftest import make_image_bytes
+from tests.unit.test_image_metadata import (
+    GREY_PROFILE,
+    P3_PROFILE,
+    assert_no_metadata,
+    jpeg_scan_data,
+    photo,
+    pixel_data,
+    pixels,
+    png_chunk,
+)
 
 ORIENTATION = 0x0112
 ARTIST = 0x013B
@@ -83,7 +95,8 @@ def test_vips_is_the_engine_when_pyvips_is_installed(monkeypatch):
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
-def test_small_upright_image_is_sent_byte_for_byte(engine, fmt):
+def test_small_upright_image_without_metadata_is_sent_byte_for_byte(engine, fmt):
+    # Pillow writes these files with no metadata: there is nothing to take out of them.
     data = make_image_bytes(size=(300, 400), fmt=fmt)
     name = store(f"products/small.{fmt.lower()}", data)
     prepared = prepare_source(name)
@@ -183,6 +196,123 @@ def test_a_format_libvips_is_not_given_goes_to_pillow(monkeypatch):
     data = make_image_bytes(size=(5000, 200), fmt="GIF")
     image = decoded(prepare_source(store("products/anim.gif", data)))
     assert image.format == "JPEG" and image.size[0] == MAX_SIDE
+
+
+# -- no private metadata leaves the shop (issue 13) ----------------------------------------------
+
+SMALL_PHOTOS = {
+    "JPEG": {"fmt": "JPEG"},
+    "PNG": {"fmt": "PNG"},
+    "PNG-alpha": {"fmt": "PNG", "mode": "RGBA"},
+    "WEBP": {"fmt": "WEBP"},
+    "WEBP-lossless-alpha": {"fmt": "WEBP", "mode": "RGBA", "lossless": True},
+}
+
+
+@pytest.mark.parametrize("kind", SMALL_PHOTOS)
+def test_small_upright_photo_loses_its_metadata_not_its_pixel_data(engine, kind):
+    # EXIF with a GPS position, XMP, a comment or text chunks, and a wide-gamut profile.
+    data = photo(size=(300, 400), **SMALL_PHOTOS[kind])
+    name = store(f"products/small-{kind}.img", data)
+    prepared = prepare_source(name)
+    sent = sent_bytes(prepared)
+    image = assert_no_metadata(sent)
+    assert image.format == SMALL_PHOTOS[kind]["fmt"]
+    assert image.info["icc_profile"] == P3_PROFILE
+    # Not re-encoded: the same pixels, from the same compressed data (JPEG: the scans after
+    # SOS; PNG: the IDAT chunks; WebP: the VP8/VP8L/ALPH chunks), byte for byte.
+    assert pixels(sent) == pixels(data)
+    assert pixel_data(sent) == pixel_data(data)
+    if image.format == "JPEG":
+        assert jpeg_scan_data(sent) == jpeg_scan_data(data)
+    # Exactly the file Pillow writes for this picture with no metadata but the profile.
+    assert sent == photo(size=(300, 400), metadata=False, **SMALL_PHOTOS[kind])
+    assert prepared.sha256 == hashlib.sha256(sent).hexdigest()
+    assert (prepared.width, prepared.height) == (300, 400)
+    with default_storage.open(name, "rb") as stored:
+        assert stored.read() == data  # the shop's own file is left as it was
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mode", "sent_as"),
+    [("JPEG", "RGB", "JPEG"), ("PNG", "RGBA", "PNG"), ("WEBP", "RGB", "JPEG")],
+)
+def test_turned_photo_is_sent_upright_without_metadata_with_its_profile(engine, fmt, mode, sent_as):
+    data = photo(fmt, (600, 400), orientation=6, mode=mode)
+    prepared = prepare_source(store(f"products/turned.{fmt.lower()}", data))
+    sent = sent_bytes(prepared)
+    image = assert_no_metadata(sent)  # no EXIF at all: no orientation left to apply again
+    assert image.format == sent_as and image.size == (400, 600)
+    assert (prepared.width, prepared.height) == (400, 600)
+    assert image.info["icc_profile"] == P3_PROFILE
+    rgb = decoded(prepared).convert("RGB")
+    top, bottom = rgb.getpixel((200, 100)), rgb.getpixel((200, 500))
+    assert top[0] > 150 and top[1] < 100  # the coloured left half, turned to the top
+    assert min(bottom) > 180
+
+
+@pytest.mark.parametrize(
+    ("fmt", "size", "long_side"), [("JPEG", (5000, 3000), 2500), ("PNG", (4200, 600), MAX_SIDE)]
+)
+def test_big_photo_is_shrunk_without_metadata_with_its_profile(engine, fmt, size, long_side):
+    data = photo(fmt, size)
+    prepared = prepare_source(store(f"products/big.{fmt.lower()}", data))
+    image = assert_no_metadata(sent_bytes(prepared))
+    assert image.format == "JPEG"
+    assert image.size[0] == long_side
+    assert abs(image.size[1] - size[1] * long_side / size[0]) <= 1
+    assert image.info["icc_profile"] == P3_PROFILE
+
+
+def rgb16_png(size, *, orientation: int) -> bytes:
+    """A 16-bit RGB PNG with the P3 profile and an EXIF orientation (Pillow cannot write one)."""
+    width, height = size
+    row = b"".join(struct.pack(">3H", 50_000, 10_000 + x * 100, 20_000) for x in range(width))
+    exif = Image.Exif()
+    exif[ORIENTATION] = orientation
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0))
+        + png_chunk(b"iCCP", b"P3\0\0" + zlib.compress(P3_PROFILE))
+        + png_chunk(b"eXIf", exif.tobytes()[6:])  # without the "Exif\0\0" of JPEG's APP1
+        + png_chunk(b"IDAT", zlib.compress((b"\0" + row) * height))
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def test_a_profile_goes_only_with_the_pixels_it_describes(engine):
+    # Greyscale sent as it is: its grey profile is kept...
+    grey = photo("JPEG", (300, 200), mode="L", icc=GREY_PROFILE)
+    image = assert_no_metadata(sent_bytes(prepare_source(store("products/grey.jpg", grey))))
+    assert image.mode == "L" and image.info["icc_profile"] == GREY_PROFILE
+    # ...but not once the pixels are made RGB: it does not describe RGB pixels.
+    grey = photo("JPEG", (300, 200), mode="L", icc=GREY_PROFILE, orientation=6)
+    image = decoded(prepare_source(store("products/grey-turned.jpg", grey)))
+    assert image.mode == "RGB" and "icc_profile" not in image.info
+    # CMYK made RGB: no CMYK profile either (libvips attaches one of its own, a megabyte).
+    cmyk = photo("JPEG", (300, 200), mode="CMYK", icc=None, orientation=6)
+    image = decoded(prepare_source(store("products/cmyk-turned.jpg", cmyk)))
+    assert image.mode == "RGB" and "icc_profile" not in image.info
+    # 16-bit RGB is only made 8-bit: the same colours, so the profile still describes them.
+    image = decoded(prepare_source(store("products/deep.png", rgb16_png((60, 40), orientation=6))))
+    assert image.size == (40, 60) and image.info["icc_profile"] == P3_PROFILE
+    assert abs(image.getpixel((20, 30))[0] - 50_000 // 256) <= 2
+
+
+def test_a_photo_the_stripper_does_not_understand_is_encoded_anew_without_metadata(engine, caplog):
+    data = photo("JPEG", (300, 400))
+    after_jfif = 4 + struct.unpack(">H", data[4:6])[0]
+    # Two stray bytes between segments: decoders skip them with a warning; the stripper does
+    # not guess what they are.
+    odd = data[:after_jfif] + b"\x00\x17" + data[after_jfif:]
+    with caplog.at_level(logging.INFO, logger="hidream_models"):
+        prepared = prepare_source(store("products/odd.jpg", odd))
+    assert "re-encoding" in caplog.text
+    sent = sent_bytes(prepared)
+    image = assert_no_metadata(sent)
+    assert image.format == "JPEG" and image.size == (300, 400)
+    assert image.info["icc_profile"] == P3_PROFILE
+    assert jpeg_scan_data(sent) != jpeg_scan_data(data)  # encoded anew
 
 
 # -- refusals -----------------------------------------------------------------------------------
