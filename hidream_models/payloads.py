@@ -14,6 +14,7 @@ import math
 import re
 import threading
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 from django.utils.translation import gettext
@@ -155,11 +156,45 @@ def strip_nul(value: Any) -> Any:
     return value
 
 
+def printable(text: str) -> str:
+    """``text`` with NUL and lone surrogates written as visible ``\\u`` escapes.
+
+    What a page shows must encode as UTF-8 (a lone surrogate does not: the response fails
+    with a 500) and should show what came, so such a character is spelled out as the JSON
+    escape that carried it (``\\ud800``, ``\\u0000``) rather than dropped.
+    """
+    return _UNSTORABLE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
 # Bytes from which json.loads can only make storable strings lack all three: a \u escape
 # (the one way valid UTF-8 JSON spells NUL or a lone surrogate), a NUL byte (UTF-16 and
 # UTF-32 bodies, which json.loads also reads, are full of them) and 0xED (the lead byte of a
 # surrogate encoded as UTF-8, which json.loads lets through).
 _MAY_HOLD_UNSTORABLE = re.compile(rb"\\u|\x00|\xed")
+
+# The deepest nesting of arrays and objects read. A task result is five levels deep; json
+# recurses once per level, so a body nested 60,000 deep would end in a RecursionError (a
+# 500), and one just under Python's limit would break whatever walks it next (strip_nul,
+# the serializer, a JSONField). Refused before parsing, so such a body costs a scan.
+MAX_JSON_DEPTH = 64
+
+# A JSON string, escapes and all; one left open runs to the end. Possessive, so a body of
+# quotes and backslashes is still scanned once, with no backtracking.
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"?', re.DOTALL)
+_NOT_A_BRACKET = re.compile(r"[^\[\]{}]++")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+class JSONTooDeep(ValueError):
+    """The JSON nests arrays and objects deeper than ``MAX_JSON_DEPTH``."""
+
+
+def _too_deep(text: str) -> bool:
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return False  # the usual body: too few brackets to nest that deep, nothing to scan
+    # Brackets inside strings are text: drop the strings, then follow the depth.
+    brackets = _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > MAX_JSON_DEPTH
 
 
 def _refuse_constant(name: str):
@@ -174,10 +209,35 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def read_json(raw: bytes | str) -> Any:
+    """``json.loads`` for what a stranger sent: every failure is a ``ValueError``.
+
+    Refuses NaN, Infinity, numbers too large for a float (no database stores them in jsonb)
+    and nesting deeper than ``MAX_JSON_DEPTH`` (``JSONTooDeep``). Strings come back as
+    decoded, lone surrogates and NUL included: ``loads_json`` is the one whose result can be
+    stored.
+    """
+    if isinstance(raw, bytes | bytearray):
+        # Exactly what json.loads does with bytes (UTF-8, -16 or -32); the text is needed
+        # here to measure the nesting first. A UnicodeDecodeError is a ValueError.
+        raw = raw.decode(json.detect_encoding(raw), "surrogatepass")
+    too_deep = _too_deep(raw)
+    if not too_deep:
+        try:
+            return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+        except RecursionError:
+            # Only if the stack was nearly full already: the depth is checked above.
+            pass
+    raise JSONTooDeep(
+        gettext("Arrays and objects are nested more than %(max)s levels deep.")
+        % {"max": MAX_JSON_DEPTH}
+    )
+
+
 def loads_json(raw: bytes | str) -> Any:
-    """``json.loads`` that refuses NaN, Infinity and numbers too large for a float (no
-    database stores them in jsonb) and keeps only what can be stored (``strip_nul``)."""
-    data = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+    """``read_json`` keeping only what can be stored (``strip_nul``): the parser of HiDream's
+    replies and callback bodies. Every failure is a ``ValueError``."""
+    data = read_json(raw)
     if isinstance(raw, bytes | bytearray) and not _MAY_HOLD_UNSTORABLE.search(raw):
         # Nothing to walk: the usual callback body or reply (see _MAY_HOLD_UNSTORABLE).
         return data

@@ -3,6 +3,9 @@
 Every ``HIDREAM_*`` setting can be given as an environment variable of the same name.
 """
 
+import os
+import secrets
+import time
 from pathlib import Path
 
 import environ
@@ -14,10 +17,53 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
+# The demo's local state: database, media and secret key (git-ignored). DEMO_VAR_DIR moves
+# it elsewhere (the tests use a temporary one).
+VAR_DIR = Path(env.str("DEMO_VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def _shared_secret_key(path: Path) -> str:
+    """The demo's own random SECRET_KEY, kept in ``path``: made by the first process that
+    starts, read by every other.
+
+    ``SECRET_KEY`` keys each task's callback token (an HMAC of its id), so a key known to
+    all, as a fixed default would be, lets anyone write any task's callback URL. The web
+    server, the task worker and hidream_sync are separate processes, often started
+    together, and must share one key: O_CREAT|O_EXCL lets exactly one of them create the
+    file (mode 0600); the others read it once its line is complete.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        key = secrets.token_urlsafe(48)  # 64 characters, 384 random bits
+        with os.fdopen(fd, "w", encoding="ascii") as file:
+            file.write(key + "\n")
+        return key
+    deadline, previous = time.monotonic() + 5, None
+    while True:
+        text = path.read_text(encoding="utf-8")
+        # The key this function writes ends with a newline, so a line without one is still
+        # being written; a key written by hand may lack it, and is taken once it holds still.
+        if (text.endswith("\n") or text == previous) and text.strip():
+            return text.strip()
+        if time.monotonic() > deadline:
+            raise environ.ImproperlyConfigured(
+                f"{path} holds no key: delete it to have the demo make a new one, "
+                "or set SECRET_KEY."
+            )
+        previous = text
+        time.sleep(0.05)
+
+
 DEBUG = env.bool("DEBUG", default=True)
-SECRET_KEY = env.str(
-    "SECRET_KEY", default="django-insecure-demo-only-change-me" if DEBUG else environ.Env.NOTSET
-)
+if DEBUG and "SECRET_KEY" not in env.ENVIRON:
+    SECRET_KEY = _shared_secret_key(VAR_DIR / "secret_key")
+else:
+    # From the environment, which wins; unset with DEBUG off, this fails loudly on purpose.
+    SECRET_KEY = env.str("SECRET_KEY")
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 
 if not DEBUG:
@@ -75,8 +121,6 @@ TEMPLATES = [
     },
 ]
 
-VAR_DIR = BASE_DIR / "var"  # the demo's local state: database and media (git-ignored)
-VAR_DIR.mkdir(exist_ok=True)
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'demo.sqlite3'}")}
 # Keep connections between requests (PostgreSQL): a new one per request halves throughput.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
@@ -162,12 +206,52 @@ HIDREAM_PUBLISHER = env.str(
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# The callback URL's token is its only key (hidream_models.logging): every handler masks it,
+# Django's own three too, redefined here as django.utils.log.DEFAULT_LOGGING has them (the
+# "django" logger would otherwise keep its unfiltered ones). runserver logs each request
+# line, path and token included, to "django.server".
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "mask_callback_tokens": {"()": "hidream_models.logging.MaskCallbackTokens"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+        "require_debug_true": {"()": "django.utils.log.RequireDebugTrue"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "django.server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["mask_callback_tokens"],
+        },
+        "django.console": {
+            "level": "INFO",
+            "class": "logging.StreamHandler",
+            "filters": ["require_debug_true", "mask_callback_tokens"],
+        },
+        "django.server": {
+            "level": "INFO",
+            "class": "logging.StreamHandler",
+            "formatter": "django.server",
+            "filters": ["mask_callback_tokens"],
+        },
+        "mail_admins": {
+            "level": "ERROR",
+            "class": "django.utils.log.AdminEmailHandler",
+            "filters": ["require_debug_false", "mask_callback_tokens"],
+        },
+    },
     "loggers": {
+        "django": {"handlers": ["django.console", "mail_admins"], "level": "INFO"},
+        "django.server": {"handlers": ["django.server"], "level": "INFO", "propagate": False},
         "hidream_models": {"handlers": ["console"], "level": env.str("LOG_LEVEL", "INFO")},
         "django.tasks": {"handlers": ["console"], "level": "INFO"},
         "django_tasks_db": {"handlers": ["console"], "level": "INFO"},

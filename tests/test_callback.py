@@ -484,3 +484,81 @@ def test_more_callbacks_than_one_query_fetches_are_all_applied(client, task, set
         post(client, url(task), result(done("sub-a")))
     assert callbacks.apply_received_callbacks() == count
     assert not CallbackEvent.objects.filter(outcome=CallbackOutcome.RECEIVED).exists()
+
+
+# -- every request is answered by the view itself: any verb, any failure, with or without the
+# trailing slash (Django's own answers would log the path, and so the token) -------------------
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["production", "DEBUG"])
+def test_a_post_without_the_trailing_slash_is_received_not_redirected(
+    client, task, settings, debug
+):
+    # APPEND_SLASH would redirect it (HiDream does not follow a redirect with its POST), or
+    # when DEBUG raise a RuntimeError: a 500.
+    settings.DEBUG = debug
+    client.raise_request_exception = False
+    response = post(client, url(task).rstrip("/"), result(done("sub-a")))
+    assert response.status_code == 200, response.content[:300]
+    assert CallbackEvent.objects.get(task=task).outcome == "received"
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "PATCH", "DELETE", "TRACE", "BREW"])
+def test_every_other_verb_is_a_json_405_the_view_answers(client, task, method):
+    response = client.generic(method, url(task))
+    assert response.status_code == 405
+    assert response["Allow"] == "POST, OPTIONS"
+    assert response._has_been_logged  # so Django logs no "Method Not Allowed: <path>"
+    if method != "HEAD":
+        assert response.json()["ok"] is False and method in response.json()["error"]
+    assert not CallbackEvent.objects.exists()
+
+
+def test_an_unexpected_failure_is_a_json_500_answered_by_the_view(client, task, monkeypatch):
+    from hidream_models import webhooks
+
+    def broken(raw):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(webhooks, "check_callback_body", broken)
+    client.raise_request_exception = False
+    response = post(client, url(task), result(done("sub-a")))
+    assert response.status_code == 500 and response._has_been_logged
+    assert response.json() == {
+        "ok": False,
+        "error": "The callback could not be processed; please send it again later.",
+    }
+
+
+def test_a_database_failure_while_storing_an_invalid_body_is_503(client, task, monkeypatch):
+    from django.db import OperationalError
+
+    from hidream_models import webhooks
+
+    def database_down(*args, **kwargs):
+        raise OperationalError("database is locked")
+
+    monkeypatch.setattr(webhooks, "store_callback", database_down)
+    client.raise_request_exception = False
+    response = post(client, url(task), "{not json")
+    assert response.status_code == 503, response.content[:300]
+    assert "send it again" in response.json()["error"]
+
+
+def test_a_body_cut_short_by_the_sender_is_400(client, task):
+    class HungUp:
+        def read(self, *args):
+            raise OSError("connection reset by peer")
+
+        readline = read
+
+    client.raise_request_exception = False
+    response = client.post(
+        url(task),
+        data=json.dumps(result(done("sub-a"))),
+        content_type="application/json",
+        **{"wsgi.input": HungUp()},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "The body could not be read."
+    assert not CallbackEvent.objects.exists()

@@ -22,6 +22,7 @@ from ..models import (
     ModelImageTask,
     TaskStatus,
 )
+from ..payloads import printable, read_json
 from ..services import HiDreamActionRefused, estimated_credits, refresh_task, retry_task
 from . import display
 from .review import HiDreamReviewAdminMixin, ReviewActionsMixin, can_review, review_choices
@@ -40,21 +41,52 @@ class ReadOnlyAdminMixin:
         return False
 
 
-class CallbackEventInline(ReadOnlyAdminMixin, admin.TabularInline):
-    model = CallbackEvent
-    extra = 0
-    can_delete = False
-    fields = ("received_at", "outcome", "remote_addr", "error", "pretty_body")
-    readonly_fields = fields
-    verbose_name_plural = gettext_lazy("Callbacks received (raw, read-only)")
+def _pretty_body(body: str) -> str:
+    """A stored callback body for people: re-indented when it is JSON, as it came otherwise.
+
+    Read with the callbacks' own parser (no NaN, no absurd nesting: a body nested 60,000
+    deep is kept as text, not walked), and made ``printable``: a ``\\ud800`` escape in the
+    body decodes to a lone surrogate, which no page can encode, so it is written back as
+    the escape that carried it.
+    """
+    try:
+        text = json.dumps(read_json(body), ensure_ascii=False, indent=2)
+    except ValueError:
+        text = body
+    return printable(text)
+
+
+def _raw_block(text: str):
+    return format_html('<pre class="hidream-raw" tabindex="0">{}</pre>', text)
+
+
+class CallbackEventDisplay:
+    """How a stored callback is shown, in the task's inline and on its own page: whatever
+    came, every page renders (``printable`` text only)."""
 
     @admin.display(description=gettext_lazy("Body"))
     def pretty_body(self, event):
-        try:
-            text = json.dumps(json.loads(event.body), ensure_ascii=False, indent=2)
-        except ValueError:
-            text = event.body
-        return format_html('<pre class="hidream-raw" tabindex="0">{}</pre>', text[:5000])
+        text = _pretty_body(event.body)
+        limit = getattr(self, "body_limit", None)
+        return _raw_block(text[:limit] if limit else text)
+
+    @admin.display(description=CallbackEvent._meta.get_field("error").verbose_name)
+    def error_text(self, event):
+        return printable(event.error)
+
+    @admin.display(description=CallbackEvent._meta.get_field("headers").verbose_name)
+    def headers_text(self, event):
+        return _raw_block(printable(json.dumps(event.headers, ensure_ascii=False, indent=2)))
+
+
+class CallbackEventInline(CallbackEventDisplay, ReadOnlyAdminMixin, admin.TabularInline):
+    model = CallbackEvent
+    extra = 0
+    can_delete = False
+    fields = ("received_at", "outcome", "remote_addr", "error_text", "pretty_body")
+    readonly_fields = fields
+    verbose_name_plural = gettext_lazy("Callbacks received (raw, read-only)")
+    body_limit = 5000  # a task page lists every callback: the start of each is enough
 
 
 class TaskChangeList(ChangeList):
@@ -365,11 +397,25 @@ class GeneratedImageAdmin(ReviewActionsMixin, ReadOnlyAdminMixin, admin.ModelAdm
 
 
 @admin.register(CallbackEvent)
-class CallbackEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class CallbackEventAdmin(CallbackEventDisplay, ReadOnlyAdminMixin, admin.ModelAdmin):
     """The callback log, read-only."""
 
     list_display = ("received_at", "task", "outcome", "remote_addr")
     list_filter = ("outcome",)
     search_fields = ("=task__id", "=task__remote_task_id")
     list_select_related = ("task",)
-    readonly_fields = ("task", "received_at", "remote_addr", "headers", "body", "outcome", "error")
+    # The stored text through CallbackEventDisplay, never the bare fields: Django would
+    # show them as they are, and a page that cannot be encoded is a 500.
+    fields = (
+        "task",
+        "received_at",
+        "remote_addr",
+        "outcome",
+        "error_text",
+        "headers_text",
+        "pretty_body",
+    )
+    readonly_fields = fields
+
+    class Media:
+        css = ADMIN_CSS

@@ -4,6 +4,7 @@ Migrates, syncs templates, seeds, and runs as child processes: the HiDream simul
 ``HIDREAM_API_TOKEN`` is set; with a token the shop talks to ``HIDREAM_BASE_URL``), the task
 worker, ``hidream_sync --loop`` and the web server, with the callback base URL pointed at the
 web server. Ctrl-C (or SIGTERM) stops every child; if one dies, the others are stopped too.
+Every child gets the same ``SECRET_KEY``: the callback tokens are HMACs keyed with it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
@@ -69,6 +71,11 @@ class Command(BaseCommand):
             env["HIDREAM_API_TOKEN"] = SIMULATOR_TOKEN
             env["HIDREAM_BASE_URL"] = f"http://{host}:{simulator_port}"
         env.setdefault("HIDREAM_CALLBACK_BASE_URL", site)
+        # One key for every process: the callback URLs the worker sends are checked by the
+        # web server. Loading the settings made (or read) var/secret_key before this ran, or
+        # took SECRET_KEY from the environment; the children get that very key, whatever
+        # var directory or .env they would find.
+        env["SECRET_KEY"] = settings.SECRET_KEY
         env.setdefault("HIDREAM_POLL_INTERVAL", "10")
         env.setdefault("HIDREAM_CALLBACK_GRACE", "15")
         env["PYTHONUNBUFFERED"] = "1"
