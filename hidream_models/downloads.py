@@ -12,10 +12,12 @@ is verified by Pillow before anyone stores it. No API token is ever sent with a 
 from __future__ import annotations
 
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import IO
 from urllib.parse import urljoin
 
+import certifi
 import urllib3
 from django.utils.translation import gettext as _
 from urllib3.exceptions import HTTPError as URLLib3Error
@@ -32,16 +34,17 @@ from .url_policy import (
     resolve_host,
 )
 
-try:  # requests' CA bundle, the one the API client trusts too
-    import certifi
-
-    CA_CERTS: str | None = certifi.where()
-except ImportError:  # pragma: no cover - requests depends on certifi
-    CA_CERTS = None
+#: The CA bundle requests (and so the API client) trusts.
+CA_CERTS: str = certifi.where()
 
 MAX_REDIRECTS = 3
 CHUNK_BYTES = 64 * 1024
 SPOOL_BYTES = 1024 * 1024
+#: A whole download (every hop, every byte) may take at most this many read timeouts, and
+#: never less than a minute: the read timeout alone bounds each read, not a server that
+#: sends one byte every few seconds.
+DEADLINE_READ_TIMEOUTS = 4
+MIN_DEADLINE_SECONDS = 60.0
 
 
 def check_download_url(url: str, resolver: Resolver = resolve_host) -> FetchTarget:
@@ -75,12 +78,14 @@ class DownloadedImage:
 
 def download_image(url: str, *, resolver: Resolver = resolve_host) -> DownloadedImage:
     """Download and verify one picture; raises ``HiDreamDownloadError`` on any problem."""
-    response = _get_following_checked_redirects(url, resolver)
+    deadline = time.monotonic() + max(
+        MIN_DEADLINE_SECONDS, DEADLINE_READ_TIMEOUTS * hidream_settings.READ_TIMEOUT
+    )
+    pool, response = _get_following_checked_redirects(url, resolver)
     try:
-        spool = _read_capped(response, url)
+        spool = _read_capped(response, url, deadline)
     finally:
-        response.release_conn()
-        response.close()
+        _close(pool, response)
     try:
         checked = verify_image(spool, _("The result picture at %(url)s") % {"url": url})
     except ImageProblem as exc:
@@ -111,9 +116,26 @@ def _pool(target: FetchTarget) -> urllib3.HTTPConnectionPool:
     return urllib3.HTTPConnectionPool(target.address, read.port, timeout=timeout, retries=False)
 
 
-def _get_following_checked_redirects(url: str, resolver: Resolver) -> urllib3.BaseHTTPResponse:
+def _close(pool: urllib3.HTTPConnectionPool, response: urllib3.BaseHTTPResponse) -> None:
+    response.release_conn()
+    response.close()
+    pool.close()
+
+
+def _get_following_checked_redirects(
+    url: str, resolver: Resolver
+) -> tuple[urllib3.HTTPConnectionPool, urllib3.BaseHTTPResponse]:
+    """The pool and the response of the last hop, whose status is 200 and type an image's."""
+    previous_scheme = ""
     for _hop in range(MAX_REDIRECTS + 1):
+        if previous_scheme == "https" and not url.lower().startswith("https://"):
+            # What was asked for over TLS is not fetched in the clear (nor from anywhere else).
+            raise HiDreamDownloadError(
+                _("Refused to download %(url)s: a redirect from https to another scheme.")
+                % {"url": url}
+            )
         target = check_download_url(url, resolver)
+        previous_scheme = target.read.scheme
         pool = _pool(target)
         try:
             response = pool.urlopen(
@@ -123,7 +145,6 @@ def _get_following_checked_redirects(url: str, resolver: Resolver) -> urllib3.Ba
                     "Host": target.read.host_header,
                     "User-Agent": USER_AGENT,
                     "Accept": "image/*",
-                    "Accept-Encoding": "identity",
                 },
                 redirect=False,
                 preload_content=False,
@@ -138,17 +159,13 @@ def _get_following_checked_redirects(url: str, resolver: Resolver) -> urllib3.Ba
             ) from None
         if response.get_redirect_location():
             location = response.headers.get("Location", "")
-            response.release_conn()
-            response.close()
-            pool.close()
+            _close(pool, response)
             url = urljoin(target.read.url, location)
             continue
         if response.status != 200:
-            response.release_conn()
-            response.close()
-            pool.close()
             transient = response.status == 429 or response.status >= 500
             gone = _(" (the link may have expired)") if response.status in (403, 404, 410) else ""
+            _close(pool, response)
             raise HiDreamDownloadError(
                 _("Downloading %(url)s answered HTTP %(status)s%(gone)s.")
                 % {"url": url, "status": response.status, "gone": gone},
@@ -156,18 +173,16 @@ def _get_following_checked_redirects(url: str, resolver: Resolver) -> urllib3.Ba
             )
         content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if content_type.startswith("text/") or content_type in ("application/json",):
-            response.release_conn()
-            response.close()
-            pool.close()
+            _close(pool, response)
             raise HiDreamDownloadError(
                 _("%(url)s served %(type)s instead of an image (an error page?).")
                 % {"url": url, "type": content_type}
             )
-        return response
+        return pool, response
     raise HiDreamDownloadError(_("Too many redirects while downloading %(url)s.") % {"url": url})
 
 
-def _read_capped(response: urllib3.BaseHTTPResponse, url: str) -> IO[bytes]:
+def _read_capped(response: urllib3.BaseHTTPResponse, url: str, deadline: float) -> IO[bytes]:
     cap = hidream_settings.MAX_DOWNLOAD_BYTES
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > cap:
@@ -178,8 +193,10 @@ def _read_capped(response: urllib3.BaseHTTPResponse, url: str) -> IO[bytes]:
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (returned)
     total = 0
     try:
-        # decode_content: a compressed body is counted (and capped) as it will be stored.
-        for chunk in response.stream(CHUNK_BYTES, decode_content=True):
+        # read1: what one read of the socket brings (read() would wait for a whole chunk,
+        # past the deadline). decode_content: a compressed body is counted (and capped) as it
+        # will be stored.
+        while chunk := response.read1(CHUNK_BYTES, decode_content=True):
             total += len(chunk)
             if total > cap:
                 raise HiDreamDownloadError(
@@ -187,6 +204,12 @@ def _read_capped(response: urllib3.BaseHTTPResponse, url: str) -> IO[bytes]:
                     % {"url": url, "cap": cap}
                 )
             spool.write(chunk)
+            if time.monotonic() > deadline:
+                raise HiDreamDownloadError(
+                    _("The download of %(url)s took too long; stopped, to be tried again.")
+                    % {"url": url},
+                    transient=True,
+                )
     except (URLLib3Error, OSError) as exc:
         spool.close()
         raise HiDreamDownloadError(

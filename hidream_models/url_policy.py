@@ -44,7 +44,15 @@ LOCAL_NAMES = ("localhost", ".localhost", ".local", ".internal", ".lan", ".home.
 NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
 #: NAT64's local-use prefix (RFC 8215): translated to whatever the local network chooses.
 NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
-_IPV4_SPELLING = re.compile(r"[0-9a-fx.]+")
+#: What inet_aton reads as an IPv4 address: one to four parts, each decimal, octal or hex.
+_IPV4_PART = r"(?:0x[0-9a-f]*|0[0-7]*|[1-9][0-9]*)"
+_IPV4_SPELLING = re.compile(rf"{_IPV4_PART}(?:\.{_IPV4_PART}){{0,3}}")
+#: IPv4-translated addresses (RFC 2765): the last 32 bits are an IPv4 address.
+IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")
+#: Global unicast IPv6 is allocated from here; anything else (site-local, ULA...) is not public.
+GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
+#: Inside it but for documentation only (RFC 9637), which not every Python knows yet.
+DOCUMENTATION_V6 = ipaddress.IPv6Network("3fff::/20")
 #: What RFC 3986 calls the authority: after "scheme://", up to the first "/", "?" or "#".
 _AUTHORITY = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://([^/?#]*)")
 
@@ -113,7 +121,8 @@ def read_url(url: object) -> ReadURL:
         raise URLRefused(
             _("the URL carries a user name or password (user@host); give it without them.")
         )
-    host = (parsed.host or "").lower()
+    # A trailing dot names the same host (the root zone), but certificates never carry it.
+    host = (parsed.host or "").lower().rstrip(".")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if not host:
@@ -140,7 +149,7 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
         return ip.teredo[1]
     if int(ip) >> 32 == 0:  # IPv4-compatible ::a.b.c.d (deprecated, still routed by some)
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    if ip in NAT64_PREFIX:
+    if ip in NAT64_PREFIX or ip in IPV4_TRANSLATED:
         return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return None
 
@@ -159,6 +168,8 @@ def is_public_address(address: str) -> bool:
         embedded = _embedded_ipv4(ip)
         if embedded is not None:
             return embedded.is_global and not embedded.is_multicast
+        if ip not in GLOBAL_UNICAST or ip in DOCUMENTATION_V6:
+            return False
     return ip.is_global and not ip.is_multicast
 
 
@@ -174,8 +185,7 @@ def _literal_address(host: str) -> str | None:
         try:
             return socket.inet_ntoa(socket.inet_aton(host))
         except OSError:
-            # Digits and dots that spell no address: the unspecified one, refused everywhere.
-            return str(ipaddress.IPv4Address(0))
+            pass  # out of range: a resolver would look it up as a name, and so do we
     return None
 
 
@@ -240,12 +250,17 @@ def check_fetch_url(
 ) -> FetchTarget:
     """A URL the app may fetch, with the address to connect to; or ``URLRefused``.
 
-    ``base_url`` (``HIDREAM_BASE_URL``) is trusted on its own port, private address and all:
-    it is the API the shop talks to anyway (the simulator on loopback in the demo).
+    ``base_url`` (``HIDREAM_BASE_URL``) is trusted with its own scheme and port, private
+    address and all: it is the API the shop talks to anyway (the simulator on loopback in the
+    demo). Over https a spoofed DNS answer for it still fails TLS verification.
     """
     read = read_url(url)
-    base = read_url(base_url)
-    is_base = read.host.rstrip(".") == base.host.rstrip(".") and read.port == base.port
+    base = read_url(base_url) if base_url else None
+    is_base = base is not None and (read.scheme, read.host, read.port) == (
+        base.scheme,
+        base.host,
+        base.port,
+    )
     if not is_base and not host_is_allowed(read.host, allowed_hosts):
         raise URLRefused(
             _("%(host)s is not one of the allowed result hosts (HIDREAM_ALLOWED_RESULT_HOSTS).")
@@ -262,17 +277,17 @@ def check_fetch_url(
                 _("could not resolve %(host)s: %(error)s") % {"host": read.host, "error": exc},
                 transient=True,
             ) from None
-    if not is_base:
-        blocked = [address for address in addresses if not _is_public_answer(address)]
-        if blocked or not addresses:
-            raise URLRefused(
-                _("%(host)s resolves to a non-public address (%(ips)s).")
-                % {"host": read.host, "ips": ", ".join(blocked) or _("none")}
-            )
     if not addresses:
         raise URLRefused(
             _("could not resolve %(host)s: no address.") % {"host": read.host}, transient=True
         )
+    if not is_base:
+        blocked = [address for address in addresses if not _is_public_answer(address)]
+        if blocked:
+            raise URLRefused(
+                _("%(host)s resolves to a non-public address (%(ips)s).")
+                % {"host": read.host, "ips": ", ".join(blocked)}
+            )
     return FetchTarget(read, addresses[0])
 
 

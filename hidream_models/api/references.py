@@ -37,9 +37,7 @@ def parse_reference(value: str) -> tuple[str, str]:
     return label.lower(), pk
 
 
-def resolve_products(
-    references: list[str], user
-) -> tuple[dict[int, Model], dict[int, list[str]]]:
+def resolve_products(references: list[str], user) -> tuple[dict[int, Model], dict[int, list[str]]]:
     """Look up products by reference: ``({index: product}, {index: [errors]})``.
 
     One query per model, however many references. Raises DRF's ``PermissionDenied`` (403)

@@ -179,7 +179,6 @@ def settle_status(
     return task.status != before
 
 
-
 def download_result(image_id) -> str | None:
     """Copy one ready picture into default storage (the body of the download job)."""
     image = GeneratedImage.objects.filter(pk=image_id, status=ImageStatus.DOWNLOADING).first()

@@ -13,6 +13,7 @@ import shutil
 import ssl
 import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -364,9 +365,7 @@ def test_tls_from_an_unknown_authority_is_refused(settings, certificates, tls_se
 def api(db):
     user = User.objects.create_user("url-tester", password="x")
     user.user_permissions.add(
-        *Permission.objects.filter(
-            codename__in=["generate", "view_modelimagetask", "view_product"]
-        )
+        *Permission.objects.filter(codename__in=["generate", "view_modelimagetask", "view_product"])
     )
     client = APIClient()
     client.force_authenticate(user)
@@ -401,3 +400,112 @@ def test_the_api_stores_the_url_as_the_http_client_reads_it(api):
     )
     assert response.status_code == 201, response.content
     assert ModelImageTask.objects.get().source_url == "https://cdn.example.com/shirts/1.jpg"
+
+
+def test_a_resolver_answering_no_address_is_a_transient_failure(hosts):
+    with pytest.raises(HiDreamDownloadError) as caught:
+        check_download_url("https://cdn.hidreamai.com/x.jpg", Resolver([]))
+    assert caught.value.transient and "no address" in str(caught.value)
+
+
+@pytest.mark.parametrize("host", ["cafe.de", "abc.de", "facade.be", "0x.example", "deadbeef.com"])
+def test_names_made_of_hex_letters_are_names_not_addresses(host):
+    assert check_given_url(f"https://{host}/shirt.jpg") == f"https://{host}/shirt.jpg"
+
+
+@pytest.mark.parametrize(
+    "address", ["::ffff:0:a9fe:a9fe", "fec0::1", "5f00::1", "3fff::1", "100::1"]
+)
+def test_ipv6_outside_global_unicast_and_translated_ipv4_are_not_public(address):
+    assert is_public_address(address) is False
+    with pytest.raises(URLRefused):
+        check_given_url(f"http://[{address}]/x.png")
+
+
+def test_the_base_url_is_trusted_only_with_its_own_scheme(hosts):
+    """``http://hidreamai.com:443`` is not the https base URL: a spoofed private answer for it
+    would not meet TLS, so it gets no exemption."""
+    with pytest.raises(HiDreamDownloadError, match="non-public"):
+        check_download_url("http://hidreamai.com:443/x.jpg", Resolver(["10.0.0.5"]))
+
+
+def test_an_empty_base_url_trusts_nothing(settings):
+    settings.HIDREAM_BASE_URL = ""
+    settings.HIDREAM_ALLOWED_RESULT_HOSTS = [".hidreamai.com"]
+    target = check_download_url("https://cdn.hidreamai.com/x.jpg", Resolver(["93.184.216.34"]))
+    assert target.address == "93.184.216.34"
+
+
+def test_a_trailing_dot_names_the_same_host(hosts):
+    target = check_download_url("https://cdn.hidreamai.com./x.jpg", Resolver(["93.184.216.34"]))
+    assert target.read.host == "cdn.hidreamai.com"
+    assert target.read.host_header == "cdn.hidreamai.com"
+
+
+class _RedirectToHTTP(_ImageHandler):
+    def do_GET(self):
+        self.send_response(302)
+        self.send_header("Location", self.server.location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_a_redirect_from_https_to_http_is_refused(settings, monkeypatch, certificates):
+    monkeypatch.setattr(downloads, "CA_CERTS", str(certificates / "ca.pem"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _RedirectToHTTP)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(
+        certificates / "sim.hidream.test.pem", certificates / "sim.hidream.test.key"
+    )
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    port = server.server_address[1]
+    server.location = f"http://sim.hidream.test:{port}/x.jpg"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings.HIDREAM_BASE_URL = f"https://sim.hidream.test:{port}"
+        settings.HIDREAM_ALLOWED_RESULT_HOSTS = ["sim.hidream.test"]
+        resolver = Resolver(["127.0.0.1"])
+        with pytest.raises(HiDreamDownloadError, match="from https to another scheme"):
+            download_image(f"https://sim.hidream.test:{port}/r/x.jpg", resolver=resolver)
+        assert len(resolver.calls) == 1  # the http hop was refused before any lookup
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _Dripping(BaseHTTPRequestHandler):
+    """Sends a picture one byte at a time, each well within the read timeout."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", str(len(JPEG)))
+        self.end_headers()
+        try:
+            for index in range(len(JPEG)):
+                self.wfile.write(JPEG[index : index + 1])
+                self.wfile.flush()
+                time.sleep(0.02)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up, as it should
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_server_that_sends_a_byte_at_a_time_is_cut_off(settings, monkeypatch):
+    """The read timeout bounds each read only; the download as a whole has a deadline."""
+    monkeypatch.setattr(downloads, "MIN_DEADLINE_SECONDS", 0.5)
+    settings.HIDREAM_READ_TIMEOUT = 0.1
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Dripping)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        settings.HIDREAM_BASE_URL = base
+        with pytest.raises(HiDreamDownloadError, match="took too long") as caught:
+            download_image(f"{base}/r/x.jpg", resolver=Resolver([]))
+        assert caught.value.transient
+    finally:
+        server.shutdown()
+        server.server_close()

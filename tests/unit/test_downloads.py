@@ -170,7 +170,6 @@ def test_hosts_not_allowed_are_refused_without_resolving(hosts, no_network, url)
         ["fe80::abcd"],
         ["::ffff:10.0.0.1"],
         ["8.8.8.8", "192.168.0.1"],  # one bad answer is enough (DNS rebinding)
-        [],
     ],
 )
 def test_allowed_host_resolving_to_non_public_address_is_refused(hosts, no_network, addresses):
