@@ -10,25 +10,34 @@ so it can never become a document on the shop's origin.
 - ``result_name``: a generated picture, ``<prefix>/<task>/<sub task>.<ext>``;
 - ``preview_name``: a template preview, ``<prefix>/templates/<kind>-<id>.<ext>``;
 - ``verify_upload`` + ``store_upload``: a person's upload (API image or mask, the admin's
-  mask), ``<prefix>/<folder>/<random>.<ext>``, stored only once the whole file has decoded.
+  mask), ``<prefix>/<folder>/<random>.<ext>``, stored only once the whole file has decoded,
+  and without its metadata (``image_metadata``: EXIF with its GPS position, XMP, comments,
+  text chunks, whatever trails the picture), since media is usually public.
 """
 
 from __future__ import annotations
 
 import io
 import posixpath
+import tempfile
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, Any
 
 from django.core.files import File
 from django.core.files.storage import default_storage
+from django.utils.translation import gettext as _
 
 from .conf import hidream_settings
-from .images import CheckedImage, verify_image
+from .image_metadata import MetadataError, strip_metadata
+from .images import CheckedImage, ImageProblem, verify_image
 
 #: Folders for people's uploads, below the prefix.
 UPLOAD_FOLDERS = ("sources", "masks")
+#: A cleaned upload is kept in memory up to this size, in a temporary file beyond.
+SPOOL_BYTES = 1024 * 1024
 
 
 def _safe_part(value: str) -> str:
@@ -64,14 +73,15 @@ def save_replacing(name: str, fh: IO[bytes]) -> str:
 
 @dataclass(frozen=True)
 class VerifiedUpload:
-    """A person's image that has decoded whole: only this can be stored (``store_upload``)."""
+    """A person's image that has decoded whole, without its metadata: only this can be
+    stored (``store_upload``)."""
 
     content: IO[bytes]
     checked: CheckedImage
 
 
 def verify_upload(data: IO[bytes] | bytes, what: str) -> VerifiedUpload:
-    """Decode the whole upload (a file or bytes) and describe it.
+    """Decode the whole upload (a file or bytes), describe it, and take its metadata out.
 
     Raises ``images.ImageProblem`` saying what is wrong when it is not a JPEG, PNG or WebP
     that decodes in full within ``HIDREAM_MAX_IMAGE_PIXELS``.
@@ -80,7 +90,20 @@ def verify_upload(data: IO[bytes] | bytes, what: str) -> VerifiedUpload:
     fh.seek(0)
     checked = verify_image(fh, what)
     fh.seek(0)
-    return VerifiedUpload(fh, checked)
+    clean = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (returned)
+    try:
+        strip_metadata(fh, clean, checked.format)
+    except MetadataError as exc:
+        clean.close()
+        raise ImageProblem(
+            _(
+                "%(what)s decodes, but its file layout is unusual (%(error)s): open it in an "
+                "image editor, save it again as JPEG, PNG or WebP, and upload that."
+            )
+            % {"what": what, "error": exc}
+        ) from None
+    clean.seek(0)
+    return VerifiedUpload(clean, checked)
 
 
 def store_upload(upload: VerifiedUpload, folder: str = "sources") -> str:
@@ -92,3 +115,22 @@ def store_upload(upload: VerifiedUpload, folder: str = "sources") -> str:
     )
     upload.content.seek(0)
     return default_storage.save(name, File(upload.content, name=posixpath.basename(name)))
+
+
+@contextmanager
+def stored_uploads() -> Iterator[Callable[[VerifiedUpload, str], str]]:
+    """A ``store_upload`` whose files are deleted again when the block raises, so a request
+    refused half-way (a database error, an idempotency race) leaves no file without a task.
+    """
+    names: list[str] = []
+
+    def store(upload: VerifiedUpload, folder: str) -> str:
+        names.append(store_upload(upload, folder))
+        return names[-1]
+
+    try:
+        yield store
+    except BaseException:
+        for name in names:
+            default_storage.delete(name)
+        raise

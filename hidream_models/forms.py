@@ -12,11 +12,10 @@ from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from .exceptions import HiDreamValidationError
-from .files import VerifiedUpload, verify_upload
 from .images import ImageProblem
 from .models import GenerationMode, HiDreamPreset, HiDreamTemplate, TemplateKind
 from .rules import IMAGE_COUNT_MAX, IMAGE_COUNT_MIN, PROMPT_MAX_LENGTH
-from .services import GenerationOptions
+from .services import GenerationOptions, VerifiedUpload, verify_upload
 
 MAX_MASK_BYTES = 20 * 1024 * 1024
 

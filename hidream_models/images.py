@@ -103,24 +103,34 @@ def open_checked(fp: IO[bytes], what: str) -> Image.Image:
 
 
 def verify_image(fp: IO[bytes], what: str) -> CheckedImage:
-    """Fully verify a picture (headers and data) and describe it."""
+    """Fully verify a picture (headers and data) and describe it.
+
+    Every byte of picture data is decoded, in bounded memory where libvips is installed
+    (``images_vips.decode_whole``); else by Pillow, which holds the decoded picture (a JPEG at
+    1/8 scale). A phone's JPEG that Pillow names MPO (it carries more pictures after the
+    first) counts as the JPEG it is.
+    """
     image = open_checked(fp, what)
-    fmt = image.format or ""
+    fmt = "JPEG" if image.format == "MPO" else image.format or ""
     if fmt not in RESULT_FORMATS:
         raise ImageProblem(
             _("%(what)s is a %(format)s file; JPEG, PNG or WebP was expected.")
             % {"what": what, "format": fmt or _("unknown")}
         )
+    # Imported here: images_vips builds on this module.
+    from . import images_vips
+
     try:
         image.verify()
         # verify() leaves the image unusable and skips pixel data for some formats: a real
-        # decode of a reopened copy catches truncated files too. JPEGs are decoded at 1/8
-        # scale: every byte is still read and checked, at a 64th of the memory.
+        # decode of a reopened copy catches truncated files too.
         fp.seek(0)
-        with Image.open(fp) as again:
-            if again.format == "JPEG":
-                again.draft("RGB", (max(1, again.width // 8), max(1, again.height // 8)))
-            again.load()
+        if not images_vips.decode_whole(fp, fmt):
+            fp.seek(0)
+            with Image.open(fp) as again:
+                if fmt == "JPEG":  # every byte still read and checked, at a 64th of the memory
+                    again.draft("RGB", (max(1, again.width // 8), max(1, again.height // 8)))
+                again.load()
     except Exception as exc:  # Pillow raises many types for corrupt data
         raise ImageProblem(
             _("%(what)s is damaged: %(error)s") % {"what": what, "error": exc}

@@ -38,6 +38,11 @@ def is_http_url(value: str) -> bool:
     return True
 
 
+def looks_like_url(value: str) -> bool:
+    """Whether an image value is meant as a URL (it starts with a scheme), not base64."""
+    return bool(_SCHEME.match(value.strip()))
+
+
 def normalise_image_value(value: str, field_label: str) -> str:
     """An http(s) URL as given, or base64 with any ``data:`` prefix removed and checked."""
     value = value.strip()

@@ -1,5 +1,7 @@
 """URLs of the demo shop: the admin, the app's callback and REST API, media while DEBUG."""
 
+import re
+
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
@@ -22,4 +24,6 @@ def serve_media(request, path):
 
 
 if settings.DEBUG and settings.MEDIA_URL.startswith("/"):
-    urlpatterns += [re_path(rf"^{settings.MEDIA_URL.strip('/')}/(?P<path>.*)$", serve_media)]
+    urlpatterns += [
+        re_path(rf"^{re.escape(settings.MEDIA_URL.strip('/'))}/(?P<path>.*)$", serve_media)
+    ]

@@ -156,7 +156,8 @@ def _fresh_publisher():
 
 @pytest.fixture
 def reviewer(db):
-    return make_staff("rita", (REVIEW, *VIEW))
+    # Publishing changes the product: the shop's change permission on it counts too.
+    return make_staff("rita", (REVIEW, *VIEW, "catalog.change_product"))
 
 
 @pytest.fixture
@@ -639,7 +640,7 @@ def test_without_a_publisher_the_picture_list_offers_no_publish_actions(
 @pytest.mark.django_db(transaction=True)
 def test_a_failing_publisher_rolls_everything_back(settings, make_product, received):
     product = make_product(name="Red dress")
-    reviewer = make_staff("rita", (REVIEW, *VIEW))
+    reviewer = make_staff("rita", (REVIEW, *VIEW, "catalog.change_product"))
     picture = make_picture(product)
     settings.HIDREAM_PUBLISHER = f"{__name__}.FailingPublisher"
     _load.cache_clear()
@@ -670,7 +671,7 @@ def test_a_failing_publisher_rolls_everything_back(settings, make_product, recei
 @pytest.mark.django_db(transaction=True)
 def test_a_failing_unpublish_keeps_the_picture_published(settings, make_product, received):
     product = make_product(name="Red dress")
-    reviewer = make_staff("rita", (REVIEW, *VIEW))
+    reviewer = make_staff("rita", (REVIEW, *VIEW, "catalog.change_product"))
     picture = make_picture(product)
     services.approve_image(picture, user=reviewer, publish=PublishTarget.GALLERY)
     received.clear()
@@ -721,7 +722,7 @@ def test_simulator_pictures_are_reviewed_and_published(
 
     wait_for(stored, timeout=20, interval=0.2, message="two stored pictures")
     first, second = GeneratedImage.objects.filter(task=task).order_by("position")
-    client.force_login(make_staff("rita", (REVIEW, *VIEW)))
+    client.force_login(make_staff("rita", (REVIEW, *VIEW, "catalog.change_product")))
 
     queue = html_of(client.get(reverse(QUEUE_URL)))
     assert f'src="{first.file.url}"' in queue and f'src="{second.file.url}"' in queue

@@ -89,7 +89,7 @@ class HiDreamReviewAdminMixin:
         decision = request.POST.get("decision", "")
         try:
             decide(image, decision, request.user)
-        except HiDreamActionRefused as exc:
+        except (HiDreamActionRefused, PermissionDenied) as exc:
             self.message_user(request, str(exc), messages.ERROR)
         else:
             self.message_user(
@@ -153,7 +153,7 @@ class ReviewActionsMixin:
             try:
                 decide(image, decision, request.user)
                 done += 1
-            except HiDreamActionRefused as exc:
+            except (HiDreamActionRefused, PermissionDenied) as exc:
                 refused.append(f"#{image.pk}: {exc}")
         if done:
             self.message_user(request, _("%(n)s pictures updated.") % {"n": done}, messages.SUCCESS)

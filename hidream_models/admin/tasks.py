@@ -7,6 +7,7 @@ import json
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -24,6 +25,7 @@ from ..models import (
 )
 from ..payloads import printable, read_json
 from ..services import HiDreamActionRefused, estimated_credits, refresh_task, retry_task
+from ..services.permissions import VIEW, require_task_product_permission
 from . import display
 from .review import HiDreamReviewAdminMixin, ReviewActionsMixin, can_review, review_choices
 
@@ -293,7 +295,7 @@ class ModelImageTaskAdmin(HiDreamReviewAdminMixin, admin.ModelAdmin):
             try:
                 retry_task(task, user=request.user)
                 retried += 1
-            except HiDreamActionRefused:
+            except (HiDreamActionRefused, PermissionDenied):
                 refused += 1
         if retried:
             self.message_user(
@@ -336,6 +338,8 @@ class ModelImageTaskAdmin(HiDreamReviewAdminMixin, admin.ModelAdmin):
             )
             return None
         if request.POST.get("confirm_resend") == "yes":
+            for task in tasks:  # all or none: every product's permission first (a 403 if not)
+                require_task_product_permission(request.user, task, VIEW)
             for task in tasks:
                 retry_task(task, user=request.user, resend_unconfirmed=True)
             self.message_user(

@@ -7,15 +7,14 @@ its image, so an API client cannot point the app at arbitrary rows (users, order
 from __future__ import annotations
 
 from django.apps import apps
-from django.contrib.auth import get_permission_codename
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Model
 from django.utils.translation import gettext as _
 from rest_framework import serializers
-from rest_framework.exceptions import PermissionDenied
 
 from ..conf import hidream_settings
+from ..services.permissions import VIEW, require_product_permission
 
 
 def product_reference(content_type_id: int | None, object_id: str) -> str | None:
@@ -40,9 +39,9 @@ def parse_reference(value: str) -> tuple[str, str]:
 def resolve_products(references: list[str], user) -> tuple[dict[int, Model], dict[int, list[str]]]:
     """Look up products by reference: ``({index: product}, {index: [errors]})``.
 
-    One query per model, however many references. Raises DRF's ``PermissionDenied`` (403)
-    before any lookup when ``user`` may not view one of the product models named: the app's
-    own permissions do not stand in for the shop's permissions on its products.
+    One query per model, however many references. Raises ``PermissionDenied`` (403) before
+    any lookup when ``user`` may not view one of the product models named (view or change, as
+    the admin reads them): the app's permissions do not stand in for the shop's.
     """
     allowed = hidream_settings.PRODUCT_MODELS
     wanted: dict[str, dict[str, list[int]]] = {}
@@ -61,7 +60,8 @@ def resolve_products(references: list[str], user) -> tuple[dict[int, Model], dic
             ]
             continue
         wanted.setdefault(label, {}).setdefault(pk, []).append(index)
-    _require_view_permission(user, sorted(wanted))
+    for label in sorted(wanted):
+        require_product_permission(user, apps.get_model(label), VIEW)
     found: dict[int, Model] = {}
     for label, by_pk in wanted.items():
         model = apps.get_model(label)
@@ -86,19 +86,6 @@ def resolve_products(references: list[str], user) -> tuple[dict[int, Model], dic
                         _("No %(label)s with primary key “%(pk)s”.") % {"label": label, "pk": pk}
                     ]
     return found, errors
-
-
-def _require_view_permission(user, labels: list[str]) -> None:
-    for label in labels:
-        opts = apps.get_model(label)._meta
-        if not user.has_perm(f"{opts.app_label}.{get_permission_codename('view', opts)}"):
-            raise PermissionDenied(
-                _(
-                    "You may not view %(models)s (%(label)s), so you cannot generate pictures "
-                    "of them. Ask for the view permission on that model."
-                )
-                % {"models": opts.verbose_name_plural, "label": label}
-            )
 
 
 def product_image(product: Model):

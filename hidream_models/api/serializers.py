@@ -13,7 +13,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..files import VerifiedUpload, verify_upload
 from ..images import ImageProblem
 from ..models import (
     GeneratedImage,
@@ -23,7 +22,8 @@ from ..models import (
     PublishTarget,
     ReviewState,
 )
-from ..rules import ModelImageOptionsSerializer, is_http_url, normalise_image_value
+from ..rules import ModelImageOptionsSerializer, looks_like_url, normalise_image_value
+from ..services import VerifiedUpload, verify_upload
 from ..url_policy import URLRefused, check_given_url
 from .references import parse_reference, product_reference
 
@@ -53,17 +53,19 @@ class ImageInputField(serializers.Field):
             return ("file", self._verified(data))
         if not isinstance(data, str):
             self.fail("invalid")
-        value = normalise_image_value(data, self.field_name)
-        if is_http_url(value):
+        if looks_like_url(data):
+            # Read once, by the policy for URLs handed to HiDream (url_policy).
+            try:
+                url = check_given_url(data.strip())
+            except URLRefused as exc:
+                raise serializers.ValidationError(capfirst(str(exc))) from None
             limit = ModelImageTask._meta.get_field("source_url").max_length
-            if len(value) > limit:
+            if len(url) > limit:
                 raise serializers.ValidationError(
                     _("The URL is longer than %(n)s characters.") % {"n": limit}
                 )
-            try:
-                return ("url", check_given_url(value))
-            except URLRefused as exc:
-                raise serializers.ValidationError(capfirst(str(exc))) from None
+            return ("url", url)
+        value = normalise_image_value(data, self.field_name)  # base64, checked
         try:
             raw = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):

@@ -179,28 +179,40 @@ class TaskViewSet(
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         options = _options(data)
-        mask_name = ""
-        if data.get("mask"):
-            kind, value = data["mask"]
-            if kind == "url":
-                return Response(
-                    {"mask": [_("Send the mask as a file upload or base64, not as a URL.")]},
-                    status=status.HTTP_400_BAD_REQUEST,
-                )
-            mask_name = services.store_upload(value, folder="masks")
+        if data.get("mask") and data["mask"][0] == "url":
+            return Response(
+                {"mask": [_("Send the mask as a file upload or base64, not as a URL.")]},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        # Everything that can refuse the request comes first: a file is stored only for a
+        # task that is then made (and deleted again if making it fails).
+        source = self._source(request, data)
+        if isinstance(source, Response):
+            return source
         try:
-            task = self._create_one(request, data, options, key, mask_name)
+            with services.stored_uploads() as store, transaction.atomic():
+                mask_name = store(data["mask"][1], "masks") if data.get("mask") else ""
+                if source.get("upload") is not None:
+                    source = {"image_name": store(source.pop("upload"), "sources")}
+                task = services.create_task_for_image(
+                    options,
+                    user=request.user,
+                    mask_name=mask_name,
+                    idempotency_key=key,
+                    preset=data.get("preset"),
+                    **source,
+                )
         except IntegrityError:
             # Two requests with the same key raced: the other one won; answer with its task.
             existing = self._task_for_key(request.user, key) if key else None
             if existing is None:
                 raise
             return self._created(existing, replayed=True)
-        if isinstance(task, Response):
-            return task
         return self._created(task)
 
-    def _create_one(self, request, data, options, key, mask_name):
+    def _source(self, request, data) -> dict | Response:
+        """What the task is made from (a product's stored photo, a URL or an upload still to
+        store), or the refusal: 400 naming the problem, 403 without the product permission."""
         if data.get("product"):
             found, errors = resolve_products([data["product"]], request.user)
             if errors:
@@ -212,35 +224,9 @@ class TaskViewSet(
                     {"product": [_("This product has no image to send.")]},
                     status=status.HTTP_400_BAD_REQUEST,
                 )
-            with transaction.atomic():
-                return services.create_task_for_image(
-                    options,
-                    image_name=getattr(image, "name", image),
-                    product=product,
-                    user=request.user,
-                    mask_name=mask_name,
-                    idempotency_key=key,
-                    preset=data.get("preset"),
-                )
+            return {"image_name": getattr(image, "name", image), "product": product}
         kind, value = data["image"]
-        with transaction.atomic():
-            if kind == "url":
-                return services.create_task_for_image(
-                    options,
-                    image_url=value,
-                    user=request.user,
-                    mask_name=mask_name,
-                    idempotency_key=key,
-                    preset=data.get("preset"),
-                )
-            return services.create_task_for_image(
-                options,
-                image_name=services.store_upload(value),
-                user=request.user,
-                mask_name=mask_name,
-                idempotency_key=key,
-                preset=data.get("preset"),
-            )
+        return {"image_url": value} if kind == "url" else {"upload": value}
 
     @staticmethod
     def _task_for_key(user, key):

@@ -12,7 +12,7 @@
 - ``templates``: sync HiDream's template catalogue.
 """
 
-from ..files import VerifiedUpload, store_upload, verify_upload
+from ..files import VerifiedUpload, store_upload, stored_uploads, verify_upload
 from .actions import HiDreamActionRefused, refresh_task, retry_task
 from .callbacks import apply_callback_event, apply_received_callbacks
 from .creation import (
@@ -52,6 +52,7 @@ __all__ = [
     "retry_task",
     "review_image",
     "store_upload",
+    "stored_uploads",
     "verify_upload",
     "VerifiedUpload",
     "submit_task",

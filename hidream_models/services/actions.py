@@ -7,6 +7,7 @@ from django.utils.translation import gettext as _
 
 from ..models import REMOTE_TASK_STATUSES, ModelImageTask, TaskStatus
 from .creation import copy_for_retry
+from .permissions import VIEW, require_task_product_permission
 from .scheduling import enqueue_after_commit
 
 RETRYABLE_STATUSES = frozenset({TaskStatus.FAILED, TaskStatus.PARTIAL, TaskStatus.UNCONFIRMED})
@@ -54,4 +55,7 @@ def retry_task(task: ModelImageTask, *, user=None, resend_unconfirmed: bool = Fa
                 "it already. Confirm explicitly to send it again."
             )
         )
+    # A retry generates (and bills) pictures of the product: as creating them, it needs the
+    # product model's view permission.
+    require_task_product_permission(user, task, VIEW)
     return copy_for_retry(task, user=user)

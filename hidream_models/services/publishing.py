@@ -2,6 +2,8 @@
 
 A product has at most one generated picture as its main image: publishing a new main first
 unpublishes the current one, so "unpublish" always restores exactly what the shop had before.
+Putting a picture on a product, or taking one off, needs the product model's change
+permission (``permissions``), whoever asks: the admin, the API or code passing a ``user``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from ..models import GeneratedImage, ImageStatus, PublishTarget, ReviewState
 from ..publishing import get_publisher
 from ..signals import image_published, image_unpublished, send_after_commit
 from .actions import HiDreamActionRefused
+from .permissions import CHANGE, require_task_product_permission
 from .review import review_image
 
 
@@ -35,6 +38,7 @@ def publish_image(image: GeneratedImage, target: str, *, user=None) -> Generated
             raise HiDreamActionRefused(_("Only stored, approved pictures can be published."))
         if not image.task.content_type_id:
             raise HiDreamActionRefused(_("This picture's task has no product to publish to."))
+        require_task_product_permission(user, image.task, CHANGE)
         if image.published_as == target:
             return image
         if image.published_as:
@@ -72,6 +76,7 @@ def unpublish_image(image: GeneratedImage, *, user=None) -> GeneratedImage:
 
 
 def _unpublish_locked(image: GeneratedImage, user) -> None:
+    require_task_product_permission(user, image.task, CHANGE)
     publisher = get_publisher()
     if publisher is None:
         raise HiDreamActionRefused(

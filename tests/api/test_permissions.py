@@ -73,7 +73,7 @@ ENDPOINTS = {
 }
 READS = [name for name in ENDPOINTS if name.endswith(("-list", "-detail"))]
 GENERATING = {"tasks-create": 201, "tasks-bulk": 201, "tasks-retry": 201, "tasks-refresh": 202}
-NAMING_PRODUCTS = {"tasks-create", "tasks-bulk"}
+NAMING_PRODUCTS = {"tasks-create", "tasks-bulk", "tasks-retry"}  # a retry generates again
 VIEW_PRODUCT = "catalog.view_product"
 REVIEWING = {"images-approve": 200, "images-reject": 200}
 

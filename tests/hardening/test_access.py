@@ -158,3 +158,74 @@ def test_api_errors_are_not_cached_either(app_only_api):
     response = app_only_api.get("/api/hidream/tasks/00000000-0000-0000-0000-000000000000/")
     assert response.status_code == 404
     assert_private_no_store(response)
+
+
+# -- every path that generates for a product or changes it -------------------------------------
+
+
+def failed_task_of(product):
+    from hidream_models.models import TaskStatus
+
+    return make_task(product, TaskStatus.FAILED)
+
+
+def test_api_retry_needs_the_product_view_permission(app_only_api, product_api, make_product):
+    task = failed_task_of(make_product())
+    refused = app_only_api.post(f"/api/hidream/tasks/{task.pk}/retry/", {})
+    assert refused.status_code == 403, refused.content
+    assert ModelImageTask.objects.count() == 1
+    assert product_api.post(f"/api/hidream/tasks/{task.pk}/retry/", {}).status_code == 201
+
+
+@pytest.fixture
+def published_setup(settings, make_product):
+    settings.HIDREAM_PUBLISHER = "shop_demo.catalog.publishing.CatalogPublisher"
+    from hidream_models.publishing import _load
+
+    _load.cache_clear()
+    product = make_product()
+    image = make_generated_image(make_task(product))
+    yield product, image
+    _load.cache_clear()
+
+
+REVIEW_ONLY = ("hidream_models.review", "hidream_models.view_generatedimage")
+
+
+def test_api_publishing_needs_the_product_change_permission(published_setup):
+    _product, image = published_setup
+    reviewer = token_client(make_user("reviewer-only", REVIEW_ONLY))
+    refused = reviewer.post(f"/api/hidream/images/{image.pk}/approve/", {"publish": "main"})
+    assert refused.status_code == 403, refused.content
+    assert "change" in refused.json()["detail"]
+    image.refresh_from_db()
+    assert image.review_state == "unreviewed" and not image.published_as  # all or nothing
+    # Approving alone changes no product: the review permission is enough.
+    assert reviewer.post(f"/api/hidream/images/{image.pk}/approve/", {}).status_code == 200
+
+    editor = token_client(make_user("editor", (*REVIEW_ONLY, "catalog.change_product")))
+    published = editor.post(f"/api/hidream/images/{image.pk}/approve/", {"publish": "main"})
+    assert published.status_code == 200, published.content
+    for action in ("unpublish", "reject"):
+        response = reviewer.post(f"/api/hidream/images/{image.pk}/{action}/", {})
+        assert response.status_code == 403, (action, response.content)
+    image.refresh_from_db()
+    assert image.published_as == "main"
+
+
+@pytest.mark.django_db
+def test_admin_review_buttons_cannot_publish_without_the_product_change_permission(
+    client, published_setup
+):
+    from django.contrib.messages import get_messages
+
+    _product, image = published_setup
+    client.force_login(make_staff("admin-reviewer", REVIEW_ONLY))
+    response = client.post(
+        reverse("admin:hidream_models_review_decision", args=[image.pk]),
+        {"decision": "approve_main"},
+    )
+    assert response.status_code == 302
+    assert any("change permission" in str(m) for m in get_messages(response.wsgi_request))
+    image.refresh_from_db()
+    assert not image.published_as and image.review_state == "unreviewed"

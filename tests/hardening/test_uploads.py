@@ -70,7 +70,9 @@ def test_api_image_upload_named_html_is_stored_as_png(api, client):
     assert response.status_code == 201, response.content
     name = ModelImageTask.objects.get().source_image.name
     stored_as(name, "sources", "png")
-    assert SCRIPT in assert_served_as_image(client, name, "image/png")  # as a picture
+    served = assert_served_as_image(client, name, "image/png")
+    assert SCRIPT not in served  # the text chunk is metadata: taken out
+    assert Image.open(io.BytesIO(served)).size == (40, 30)
 
 
 def test_api_image_as_base64_is_stored_as_its_decoded_format(api, client):
@@ -83,7 +85,8 @@ def test_api_image_as_base64_is_stored_as_its_decoded_format(api, client):
     assert response.status_code == 201, response.content
     name = ModelImageTask.objects.get().source_image.name
     stored_as(name, "sources", "webp")
-    assert assert_served_as_image(client, name, "image/webp") == data
+    served = assert_served_as_image(client, name, "image/webp")
+    assert Image.open(io.BytesIO(served)).format == "WEBP"
 
 
 @pytest.mark.parametrize("as_base64", [False, True])
@@ -154,3 +157,120 @@ def test_api_refuses_formats_other_than_jpeg_png_and_webp(api, fmt):
     response = api.post("/api/hidream/tasks/", {"image": upload, **PROMPT}, format="multipart")
     assert response.status_code == 400
     assert "JPEG, PNG or WebP" in str(response.json()["image"])
+
+
+MEASURE_VERIFY = """
+import resource, sys
+import django
+django.setup()
+from hidream_models.files import verify_upload
+from hidream_models import images_vips
+assert images_vips.available()
+with open(sys.argv[1], "rb") as fh:
+    data = fh.read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+checked = verify_upload(data, "The image").checked
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(checked.format, checked.width, (after - before) // 1024)
+"""
+
+
+@pytest.mark.skipif(
+    not __import__("hidream_models.images_vips").images_vips.available(),
+    reason="the bounded-memory decode is libvips's (the vips extra)",
+)
+@pytest.mark.parametrize("fmt", ["WEBP", "PNG"])
+def test_checking_a_tiny_upload_of_a_huge_picture_takes_little_memory(tmp_path, fmt):
+    """A 3 KB lossless WebP of 8000×8000 pixels decodes to 256 MB (Pillow holds twice
+    that): the whole-file check streams it instead, in a process of its own to measure."""
+    import subprocess
+    import sys
+
+    path = tmp_path / f"huge.{fmt.lower()}"
+    Image.new("RGB", (8000, 8000), (10, 20, 30)).save(path, fmt, lossless=True)
+    assert path.stat().st_size < 1_000_000
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE_VERIFY, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    checked_format, width, grew_mb = result.stdout.split()
+    assert (checked_format, width) == (fmt, "8000")
+    assert int(grew_mb) < 100, f"checking grew the process by {grew_mb} MB"
+
+
+def photo_with_gps_and_a_trailing_page() -> bytes:
+    """A JPEG with EXIF GPS, a comment holding SVG, and an HTML page after its last byte."""
+    exif = Image.Exif()
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2] = "N", (48.0, 51.0, 29.0)
+    out = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(
+        out, "JPEG", exif=exif, comment=b"<svg onload=alert(1)>"
+    )
+    return out.getvalue() + SCRIPT
+
+
+def test_uploads_are_stored_without_metadata_or_trailing_bytes(api):
+    data = photo_with_gps_and_a_trailing_page()
+    assert Image.open(io.BytesIO(data)).getexif().get_ifd(0x8825)
+    upload = SimpleUploadedFile("photo.jpg", data, content_type="image/jpeg")
+    response = api.post("/api/hidream/tasks/", {"image": upload, **PROMPT}, format="multipart")
+    assert response.status_code == 201, response.content
+    with default_storage.open(ModelImageTask.objects.get().source_image.name, "rb") as fh:
+        stored = fh.read()
+    assert SCRIPT not in stored and b"<svg" not in stored
+    picture = Image.open(io.BytesIO(stored))
+    assert not picture.getexif() and "comment" not in picture.info
+    assert picture.tobytes() == Image.open(io.BytesIO(data)).tobytes()  # the same pixels
+
+
+def stored_files() -> list[str]:
+    found = []
+    for folder in ("hidream/masks", "hidream/sources"):
+        if default_storage.exists(folder):
+            found += default_storage.listdir(folder)[1]
+    return found
+
+
+def test_a_refused_request_stores_no_file(db, make_product):
+    """The product check (403) and the product's missing photo (400) come before any file
+    is stored: no mask is left behind without a task."""
+    refused = token_client(make_user("no-products", ("hidream_models.generate",)))
+    mask = base64.b64encode(polyglot_png()).decode()
+    product = make_product()
+    response = refused.post(
+        "/api/hidream/tasks/",
+        {"product": f"catalog.product:{product.pk}", "mask": mask, **PROMPT},
+        format="json",
+    )
+    assert response.status_code == 403
+    allowed = token_client(make_user("boss2", superuser=True))
+    photo_less = make_product(with_image=False)
+    response = allowed.post(
+        "/api/hidream/tasks/",
+        {"product": f"catalog.product:{photo_less.pk}", "mask": mask, **PROMPT},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert stored_files() == [] and not ModelImageTask.objects.exists()
+
+
+def test_files_of_a_task_that_could_not_be_made_are_deleted(api, monkeypatch):
+    from hidream_models import services
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(services, "create_task_for_image", broken)
+    image = SimpleUploadedFile("shirt.jpg", make_image_bytes(size=(40, 30)), "image/jpeg")
+    mask = SimpleUploadedFile("mask.png", polyglot_png(), "image/png")
+    api.raise_request_exception = False
+    response = api.post(
+        "/api/hidream/tasks/", {"image": image, "mask": mask, **PROMPT}, format="multipart"
+    )
+    assert response.status_code == 500
+    assert stored_files() == []
