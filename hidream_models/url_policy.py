@@ -128,7 +128,7 @@ def read_url(url: object) -> ReadURL:
     if not host:
         raise URLRefused(_("only http:// or https:// URLs that name a host are accepted."))
     if "%" in host:
-        raise URLRefused(_("the URL names an IPv6 zone (%), which is local by definition."))
+        raise URLRefused(_("the URL names an IPv6 zone, which is local by definition."))
     port = parsed.port or DEFAULT_PORTS[parsed.scheme]
     return ReadURL(
         url=parsed.url,
