@@ -145,6 +145,9 @@ def _get_following_checked_redirects(
                     "Host": target.read.host_header,
                     "User-Agent": USER_AGENT,
                     "Accept": "image/*",
+                    # Pictures are compressed already; a compressed body would be bytes the
+                    # cap and the deadline cannot see (endless empty deflate blocks).
+                    "Accept-Encoding": "identity",
                 },
                 redirect=False,
                 preload_content=False,
@@ -171,6 +174,13 @@ def _get_following_checked_redirects(
                 % {"url": url, "status": response.status, "gone": gone},
                 transient=transient,
             )
+        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            _close(pool, response)
+            raise HiDreamDownloadError(
+                _("%(url)s came with Content-Encoding %(encoding)s; a picture is expected as is.")
+                % {"url": url, "encoding": encoding}
+            )
         content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if content_type.startswith("text/") or content_type in ("application/json",):
             _close(pool, response)
@@ -194,9 +204,8 @@ def _read_capped(response: urllib3.BaseHTTPResponse, url: str, deadline: float) 
     total = 0
     try:
         # read1: what one read of the socket brings (read() would wait for a whole chunk,
-        # past the deadline). decode_content: a compressed body is counted (and capped) as it
-        # will be stored.
-        while chunk := response.read1(CHUNK_BYTES, decode_content=True):
+        # past the deadline). The body is taken as sent (compressed ones were refused above).
+        while chunk := response.read1(CHUNK_BYTES, decode_content=False):
             total += len(chunk)
             if total > cap:
                 raise HiDreamDownloadError(

@@ -23,7 +23,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Any
 
 from django.core.files import File
@@ -32,7 +32,7 @@ from django.utils.translation import gettext as _
 
 from .conf import hidream_settings
 from .image_metadata import MetadataError, strip_metadata
-from .images import CheckedImage, ImageProblem, verify_image
+from .images import CheckedImage, ImageProblem, encode_upright, orientation_of, verify_image
 
 #: Folders for people's uploads, below the prefix.
 UPLOAD_FOLDERS = ("sources", "masks")
@@ -89,6 +89,12 @@ def verify_upload(data: IO[bytes] | bytes, what: str) -> VerifiedUpload:
     fh = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
     fh.seek(0)
     checked = verify_image(fh, what)
+    orientation = orientation_of(fh)
+    if orientation != 1:
+        # The orientation is EXIF, which is taken out: the stored picture is turned instead.
+        fh = encode_upright(fh, checked.format)
+        if orientation >= 5:  # a quarter turn
+            checked = replace(checked, width=checked.height, height=checked.width)
     fh.seek(0)
     clean = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 (returned)
     try:

@@ -19,6 +19,7 @@ import base64
 import hashlib
 import io
 import logging
+import tempfile
 from dataclasses import dataclass
 from typing import IO
 
@@ -116,6 +117,16 @@ def verify_image(fp: IO[bytes], what: str) -> CheckedImage:
         raise ImageProblem(
             _("%(what)s is a %(format)s file; JPEG, PNG or WebP was expected.")
             % {"what": what, "format": fmt or _("unknown")}
+        )
+    if fmt == "PNG" and image.info.get("interlace") and image.width * image.height > MAX_SIDE**2:
+        # An interlaced PNG can only be decoded whole (by libvips too): a tiny one of many
+        # pixels would hold hundreds of megabytes. HiDream takes 4096 px a side anyway.
+        raise ImageProblem(
+            _(
+                "%(what)s is an interlaced PNG of more than %(side)s×%(side)s pixels: save it "
+                "without interlacing, or smaller."
+            )
+            % {"what": what, "side": MAX_SIDE}
         )
     # Imported here: images_vips builds on this module.
     from . import images_vips
@@ -293,3 +304,37 @@ def _fitting_profile(profile: bytes | None, mode: str, saved_mode: str) -> bytes
     if model is None or model != COLOUR_MODELS.get(saved_mode):
         return None
     return profile if icc_colour_space(profile) == model else None
+
+
+def orientation_of(fp: IO[bytes]) -> int:
+    """The picture's EXIF orientation (1, upright, when it has none or an odd value)."""
+    fp.seek(0)
+    try:
+        with Image.open(fp) as image:
+            value = image.getexif().get(ORIENTATION_TAG, 1)
+    except Exception:  # Pillow raises many types for a damaged EXIF block: as if none
+        value = 1
+    finally:
+        fp.seek(0)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def encode_upright(fp: IO[bytes], fmt: str) -> IO[bytes]:
+    """The picture turned upright by its EXIF orientation and encoded anew in its own format,
+    with no metadata but its ICC colour profile (Pillow holds the decoded picture).
+
+    For an upload that is stored: its orientation lives in the EXIF that is taken out, so the
+    stored file must be upright itself.
+    """
+    fp.seek(0)
+    out = tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # noqa: SIM115 (returned)
+    with Image.open(fp) as image:
+        profile = image.info.get("icc_profile")
+        upright = ImageOps.exif_transpose(image)
+        # exif_transpose copies ``info``: what savers copy from it unasked (a comment) stays.
+        upright.info = {key: upright.info[key] for key in KEPT_INFO if key in upright.info}
+        # PNG is lossless; JPEG and WebP at a quality where a re-encode is not seen.
+        options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+        upright.save(out, fmt, icc_profile=profile, **options)
+    out.seek(0)
+    return out

@@ -228,19 +228,17 @@ def _decode_all(fh: IO[bytes], fmt: str) -> None:
 
 
 def decode_whole(fh: IO[bytes], fmt: str) -> bool:
-    """Whether libvips decoded every pixel of ``fh`` (a ``fmt`` file Pillow has opened).
+    """Decode every pixel of ``fh`` (a ``fmt`` file Pillow has opened); True once done.
 
-    False when libvips is not there, does not take the format, or fails for any reason:
-    Pillow then decides, with its own message for a damaged file (``images.verify_image``).
+    False when libvips is not there or does not take the format: Pillow decodes it then
+    (``images.verify_image``). A file libvips fails on raises its error: handing it to
+    Pillow instead would decode it whole in memory, which is what this is here to avoid.
     """
     if not available() or fmt not in LOADERS:
         return False
     _configure()
     try:
         _decode_all(fh, fmt)
-    except (pyvips.Error, OSError) as exc:
-        logger.info("libvips could not decode a %s file (%s); Pillow will.", fmt, exc)
-        return False
     finally:
         fh.seek(0)
     return True

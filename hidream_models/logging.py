@@ -30,10 +30,11 @@ MASK = "***"
 
 # ".../callback/<task uuid>/<token>": the app may be included under any prefix, the path
 # may end without its slash, a raw request line may spell a slash as %2F (Django decodes it
-# and routes the request all the same), and a log may quote or escape the path. The token
+# and routes the request all the same), slashes may be doubled, and a log may quote or escape
+# the path. The token
 # segment runs to the next slash, query, fragment, whitespace or quote.
 _UUID = r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}"
-_SLASH = r"(?:/|%2f)"
+_SLASH = r"(?:/|%2f)+"  # doubled slashes route the same (a base URL ending in "/")
 _CALLBACK_PATH = re.compile(
     rf"(?P<head>{_SLASH}callback{_SLASH}{_UUID}{_SLASH})(?P<token>[^/?#\s\"'<>]+)",
     re.IGNORECASE,

@@ -185,7 +185,11 @@ def _literal_address(host: str) -> str | None:
         try:
             return socket.inet_ntoa(socket.inet_aton(host))
         except OSError:
-            pass  # out of range: a resolver would look it up as a name, and so do we
+            # Numeric, but not to inet_aton ("0x", "127.0x.0x.1", a part out of range):
+            # other parsers (WHATWG's, so browsers and Node) read some of them as addresses
+            # (an empty "0x" is 0). No public host is spelt so: refused as the unspecified
+            # address.
+            return str(ipaddress.IPv4Address(0))
     return None
 
 

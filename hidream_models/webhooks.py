@@ -156,8 +156,11 @@ class HiDreamCallbackView(View):
         # Only that it is a task result at all, so HiDream hears at once about a body that is
         # not; its fields are checked by the job that applies it (an invalid one is kept and
         # marked so there: HiDream resending the same body would not mend it).
+        # The text checked is the text stored, decoded as UTF-8 (JSON's encoding, RFC 8259):
+        # bytes json.loads would read as UTF-16 or UTF-32 are refused here, not accepted now
+        # and found unreadable by the job later.
         try:
-            check_callback_body(raw)
+            check_callback_body(raw.decode("utf-8"))  # a UnicodeDecodeError is a ValueError
         except BODY_ERRORS as exc:
             problem = describe(exc)
             store_callback(task_id, outcome=CallbackOutcome.INVALID, error=problem, **received)

@@ -19,13 +19,14 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import APIException
 from rest_framework.filters import OrderingFilter
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from .. import services
 from ..models import GeneratedImage, ModelImageTask
 from ..services import GenerationOptions, HiDreamActionRefused
 from .filters import TaskFilter
+from .parsers import HiDreamJSONParser
 from .permissions import GENERATE, HiDreamPermission
 from .references import product_image, resolve_products
 from .schema import HiDreamAutoSchema
@@ -73,6 +74,7 @@ class HiDreamViewSetMixin:
     shared cache (a CDN, a company proxy) and no browser disk cache may keep."""
 
     permission_classes = [HiDreamPermission]
+    parser_classes = [HiDreamJSONParser, MultiPartParser, FormParser]
     pagination_class = HiDreamPagination
     schema = HiDreamAutoSchema()
     required_permissions: dict[str, str] = {}
@@ -141,7 +143,6 @@ class TaskViewSet(
     filterset_class = TaskFilter
     ordering_fields = ["created_at", "finished_at", "status"]
     ordering = ["-created_at"]
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
     required_permissions = {
         "create": GENERATE,
         "bulk": GENERATE,

@@ -52,7 +52,7 @@ APPLY_BATCH = 100
 UNAPPLIED_AFTER = timedelta(seconds=10)
 
 
-def check_callback_body(raw: bytes) -> None:
+def check_callback_body(raw: bytes | str) -> None:
     """That a callback body is a task result at all (the view's check; see ``describe``)."""
     check_task_result_shape(loads_json(raw))
 

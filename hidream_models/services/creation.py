@@ -15,7 +15,7 @@ from django.db.models.fields.files import FieldFile
 from django.utils.translation import gettext as _
 
 from ..exceptions import HiDreamValidationError
-from ..files import VerifiedUpload, store_upload
+from ..files import VerifiedUpload, stored_uploads
 from ..models import GenerationMode, ModelImageTask, TaskStatus
 from ..rules import ModelImageOptionsSerializer, flatten_errors
 from .scheduling import enqueue_after_commit
@@ -152,10 +152,10 @@ def create_tasks_for_products(
         )
     if idempotency_key and len(pending) > 1:
         raise ValueError("an idempotency key names one task; give it for one product only")
-    with transaction.atomic():
+    with stored_uploads() as store, transaction.atomic():
         if mask is not None and pending:
             # One uploaded mask is only offered for a single product (see the admin form).
-            mask_name = store_upload(mask, folder="masks")
+            mask_name = store(mask, "masks")
             for task in pending:
                 task.mask = mask_name
         report.tasks = ModelImageTask.objects.bulk_create(pending)

@@ -229,3 +229,12 @@ def test_admin_review_buttons_cannot_publish_without_the_product_change_permissi
     assert any("change permission" in str(m) for m in get_messages(response.wsgi_request))
     image.refresh_from_db()
     assert not image.published_as and image.review_state == "unreviewed"
+
+
+@pytest.mark.parametrize("path", ["/api/hidream/tasks/", "/api/hidream/tasks/bulk/"])
+@pytest.mark.parametrize("body", ["[" * 200_000, '{"a":' * 100_000, '{"prompt": NaN}'])
+def test_hostile_json_to_the_api_is_a_400_not_a_500(product_api, path, body):
+    product_api.raise_request_exception = False
+    response = product_api.generic("POST", path, body, content_type="application/json")
+    assert response.status_code == 400, response.content[:300]
+    assert "JSON parse error" in response.json()["detail"]

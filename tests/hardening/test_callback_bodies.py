@@ -356,17 +356,18 @@ def test_a_lone_surrogate_escape_is_stored_applied_and_shown_escaped(sender, sta
         assert "note\\udfff" in pages[name] and "nul \\u0000 here" in pages[name], name
 
 
-def test_lone_surrogate_bytes_are_stored_as_u_fffd_and_every_page_renders(sender, staff):
+def test_lone_surrogate_bytes_are_refused_stored_as_u_fffd_and_every_page_renders(
+    sender, staff
+):
     """The same as raw UTF-8 bytes (0xED 0xA0 0x80), which json.loads lets through: not
-    UTF-8, so the stored text has U+FFFD for them, and nothing breaks."""
+    UTF-8, so a 400 HiDream hears about; the event is kept, its text with U+FFFD for them,
+    and nothing breaks."""
     task = new_task()
     response = sender(task, SURROGATE_BYTES)
-    assert response.status_code == 200, response.content
+    assert response.status_code == 400, response.content
     event = CallbackEvent.objects.get(task=task)
-    assert event.outcome == CallbackOutcome.APPLIED, event.error
+    assert event.outcome == CallbackOutcome.INVALID, event.error
     assert "broken \ufffd\ufffd\ufffd emoji" in event.body
-    image = GeneratedImage.objects.get(task=task, sub_task_id="sub-a")
-    assert "\ufffd" in image.failure_reason and "\ud800" not in image.failure_reason
     pages = assert_pages_render(staff, task)
     assert "broken \ufffd\ufffd\ufffd emoji" in pages[f"callback {event.pk}"]
 
@@ -458,3 +459,15 @@ def test_printable_spells_out_nul_and_lone_surrogates(text, shown):
 def test_read_json_keeps_what_came_for_display():
     assert read_json(b'{"a": "\\ud800"}') == {"a": "\ud800"}
     assert loads_json(b'{"a": "\\ud800"}') == {"a": "\ufffd"}
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_a_task_result_not_in_utf8_is_refused_at_once_not_applied_later(client, encoding):
+    """json.loads reads UTF-16 and UTF-32 too; the stored text is UTF-8. What is accepted is
+    what the job can read, so such a body is a 400 HiDream hears about."""
+    task = new_task()
+    body = json.dumps({"sub_task_results": [{"sub_task_id": "sub-a", "task_status": 0}]}).encode(
+        encoding
+    )
+    response = client.post(callback_url(task), body, content_type="application/json")
+    assert response.status_code == 400, response.content

@@ -389,3 +389,14 @@ def test_the_gunicorn_recipe_masks_its_access_and_error_logs(tmp_path):
     assert TOKEN not in logs, logs
     assert f'"POST {MASKED} HTTP/1.1" 200' in logs, logs
     assert f"Error handling request POST {MASKED}?boom=1" in logs, logs
+
+
+def test_doubled_slashes_are_masked_too():
+    from hidream_models.logging import mask_callback_tokens
+
+    task_id = "2c560cbc-d04d-470e-8b60-7df21761822e"
+    for path in (
+        f"Not Found: /hidream/callback//{task_id}/SECRET/",
+        f"Not Found: /hidream//callback/{task_id}//SECRET",
+    ):
+        assert "SECRET" not in mask_callback_tokens(path)

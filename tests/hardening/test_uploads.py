@@ -108,7 +108,10 @@ def test_api_mask_named_html_is_stored_as_png(api, client, as_base64):
 
 @pytest.mark.django_db
 def test_admin_mask_named_html_is_stored_as_png(
-    admin_client, client, make_product, local_templates  # noqa: F811
+    admin_client,
+    client,
+    make_product,
+    local_templates,  # noqa: F811
 ):
     human, scene = local_templates
     product = make_product()
@@ -138,7 +141,9 @@ def test_api_refuses_an_image_that_does_not_decode_whole(api):
 
 @pytest.mark.django_db
 def test_admin_refuses_a_mask_that_does_not_decode_whole(
-    admin_client, make_product, local_templates  # noqa: F811
+    admin_client,
+    make_product,
+    local_templates,  # noqa: F811
 ):
     human, scene = local_templates
     data = form_data([make_product().pk], human=human, scene=scene)
@@ -274,3 +279,50 @@ def test_files_of_a_task_that_could_not_be_made_are_deleted(api, monkeypatch):
     )
     assert response.status_code == 500
     assert stored_files() == []
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_an_upload_turned_by_exif_is_stored_upright(api, fmt):
+    """Its orientation is EXIF, which is taken out: the stored picture is turned instead, so
+    what HiDream gets (and a mask drawn on the upright picture) still lines up."""
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turn 90° clockwise to show
+    picture = Image.new("RGB", (80, 40), (250, 250, 250))
+    picture.paste((200, 0, 0), (0, 0, 10, 40))  # a red band on the left as stored
+    out = io.BytesIO()
+    picture.save(out, fmt, exif=exif)
+    upload = SimpleUploadedFile(f"phone.{fmt.lower()}", out.getvalue(), f"image/{fmt.lower()}")
+    response = api.post("/api/hidream/tasks/", {"image": upload, **PROMPT}, format="multipart")
+    assert response.status_code == 201, response.content
+    with default_storage.open(ModelImageTask.objects.get().source_image.name, "rb") as fh:
+        stored = Image.open(io.BytesIO(fh.read()))
+        stored.load()
+    assert stored.size == (40, 80)  # upright: turned a quarter
+    assert not stored.getexif().get(0x0112)
+    red, green, _blue = stored.convert("RGB").getpixel((20, 3))  # the band is now on top
+    assert red > 150 and green < 80
+
+
+def test_an_interlaced_png_of_many_pixels_is_refused_before_decoding(api, tmp_path):
+    pyvips = pytest.importorskip("pyvips", reason="libvips writes interlaced PNGs; Pillow cannot")
+    path = tmp_path / "interlaced.png"
+    pyvips.Image.black(4200, 4200).pngsave(str(path), interlace=True)
+    upload = SimpleUploadedFile("big.png", path.read_bytes(), "image/png")
+    response = api.post("/api/hidream/tasks/", {"image": upload, **PROMPT}, format="multipart")
+    assert response.status_code == 400
+    assert "interlaced PNG" in str(response.json()["image"])
+
+
+def test_a_file_libvips_refuses_is_not_handed_to_pillow_to_decode_whole():
+    """Pillow would hold the whole bitmap: with libvips there, its refusal stands."""
+    from hidream_models import images_vips
+
+    if not images_vips.available():
+        pytest.skip("libvips (the vips extra) decides only where it is installed")
+    out = io.BytesIO()
+    Image.new("RGB", (300, 300), (1, 2, 3)).save(out, "PNG")
+    data = bytearray(out.getvalue())
+    idat = data.index(b"IDAT")
+    data[idat + 20] ^= 0xFF  # damage the compressed pixel data
+    with pytest.raises(images_vips.pyvips.Error):
+        images_vips.decode_whole(io.BytesIO(bytes(data)), "PNG")

@@ -509,3 +509,21 @@ def test_a_server_that_sends_a_byte_at_a_time_is_cut_off(settings, monkeypatch):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("host", ["0x", "127.0x.0x.1", "169.254.169.0x", "0x7f.0x.0x.0x1"])
+def test_numeric_hosts_inet_aton_refuses_are_refused_too(host):
+    """WHATWG parsers read an empty "0x" part as 0: these are loopback or 0.0.0.0 there."""
+    with pytest.raises(URLRefused, match="private, loopback or link-local"):
+        check_given_url(f"http://{host}/x.png")
+
+
+def test_a_compressed_download_is_refused_and_identity_is_asked_for(settings):
+    import gzip
+
+    reply = (200, {"Content-Type": "image/jpeg", "Content-Encoding": "gzip"}, gzip.compress(JPEG))
+    with StubServer([(*reply, 0)]) as stub:
+        settings.HIDREAM_BASE_URL = stub.url
+        with pytest.raises(HiDreamDownloadError, match="Content-Encoding gzip"):
+            download_image(f"{stub.url}/r/x.jpg", resolver=Resolver([]))
+    assert stub.requests[0][2]["Accept-Encoding"] == "identity"
