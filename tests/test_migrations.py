@@ -41,3 +41,37 @@ def test_going_back_before_the_hmac_token_gives_each_task_its_own_random_token()
     finally:
         MigrationExecutor(connection).migrate(latest)
     assert ModelImageTask.objects.count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_one_retry_constraint_is_made_over_rows_with_several_retries():
+    """Rows from before it may hold three retries of one task (concurrent retries made
+    them): the oldest keeps the link, the others no longer point back, and the constraint
+    is made, on SQLite and PostgreSQL alike."""
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    from hidream_models.models import ModelImageTask
+
+    before = [("hidream_models", "0007_callback_token_is_an_hmac")]
+    latest = MigrationExecutor(connection).loader.graph.leaf_nodes("hidream_models")
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    try:
+        old = executor.loader.project_state(before).apps.get_model(
+            "hidream_models", "ModelImageTask"
+        )
+        failed = old.objects.create(mode="prompt", prompt="p", image_count=1, status="failed")
+        retries = [
+            old.objects.create(mode="prompt", prompt="p", image_count=1, retry_of=failed)
+            for _ in range(3)
+        ]
+    finally:
+        MigrationExecutor(connection).migrate(latest)
+    kept = ModelImageTask.objects.get(pk=failed.pk).retries.get()
+    oldest = min(retries, key=lambda retry: (retry.created_at, str(retry.pk)))
+    assert kept.pk == oldest.pk
+    assert (
+        ModelImageTask.objects.filter(pk__in=[r.pk for r in retries[1:]], retry_of=None).count()
+        == 2
+    )

@@ -24,7 +24,13 @@ from ..models import (
     TaskStatus,
 )
 from ..payloads import printable, read_json
-from ..services import HiDreamActionRefused, estimated_credits, refresh_task, retry_task
+from ..services import (
+    HiDreamActionRefused,
+    HiDreamAlreadyRetried,
+    estimated_credits,
+    refresh_task,
+    retry_task,
+)
 from ..services.permissions import VIEW, require_task_product_permission
 from . import display
 from .review import HiDreamReviewAdminMixin, ReviewActionsMixin, can_review, review_choices
@@ -285,6 +291,26 @@ class ModelImageTaskAdmin(HiDreamReviewAdminMixin, admin.ModelAdmin):
         for text in refused[:10]:
             self.message_user(request, text, messages.WARNING)
 
+    def _say_already_retried(self, request, exc: HiDreamAlreadyRetried) -> None:
+        """A warning linking the retry that exists: nothing was sent again."""
+        url = reverse(
+            f"{self.admin_site.name}:hidream_models_modelimagetask_change", args=[exc.retry.pk]
+        )
+        self.message_user(
+            request,
+            format_html(
+                _(
+                    '“{task}” was retried already, as <a href="{url}">task {retry}</a> '
+                    "({status}); nothing was sent again."
+                ),
+                task=exc.task,
+                url=url,
+                retry=exc.retry.pk,
+                status=exc.retry.get_status_display(),
+            ),
+            messages.WARNING,
+        )
+
     @admin.action(description=gettext_lazy("Retry failed tasks"), permissions=["generate"])
     def retry_failed_tasks(self, request, queryset):
         retried, unconfirmed, refused = 0, 0, 0
@@ -295,6 +321,8 @@ class ModelImageTaskAdmin(HiDreamReviewAdminMixin, admin.ModelAdmin):
             try:
                 retry_task(task, user=request.user)
                 retried += 1
+            except HiDreamAlreadyRetried as exc:
+                self._say_already_retried(request, exc)
             except (HiDreamActionRefused, PermissionDenied):
                 refused += 1
         if retried:
@@ -340,8 +368,15 @@ class ModelImageTaskAdmin(HiDreamReviewAdminMixin, admin.ModelAdmin):
         if request.POST.get("confirm_resend") == "yes":
             for task in tasks:  # all or none: every product's permission first (a 403 if not)
                 require_task_product_permission(request.user, task, VIEW)
+            sent = []
             for task in tasks:
-                retry_task(task, user=request.user, resend_unconfirmed=True)
+                try:
+                    sent.append(retry_task(task, user=request.user, resend_unconfirmed=True))
+                except HiDreamAlreadyRetried as exc:  # the page submitted twice, or two people
+                    self._say_already_retried(request, exc)
+            tasks = sent
+            if not tasks:
+                return None
             self.message_user(
                 request,
                 ngettext(

@@ -24,7 +24,7 @@ from rest_framework.response import Response
 
 from .. import services
 from ..models import GeneratedImage, ModelImageTask
-from ..services import GenerationOptions, HiDreamActionRefused
+from ..services import GenerationOptions, HiDreamActionRefused, HiDreamAlreadyRetried
 from .filters import TaskFilter
 from .parsers import HiDreamJSONParser
 from .permissions import GENERATE, HiDreamPermission
@@ -323,6 +323,17 @@ class TaskViewSet(
                 self.get_object(),
                 user=request.user,
                 resend_unconfirmed=serializer.validated_data["resend_unconfirmed"],
+            )
+        except HiDreamAlreadyRetried as exc:
+            # The existing retry, linked: retry that one if it failed too.
+            return Response(
+                {
+                    "detail": str(exc),
+                    "retry": exc.retry.pk,
+                    "retry_url": self.reverse_action("detail", args=[exc.retry.pk]),
+                },
+                status=status.HTTP_409_CONFLICT,
+                headers={"Location": self.reverse_action("detail", args=[exc.retry.pk])},
             )
         except HiDreamActionRefused as exc:
             return refused_response(exc)

@@ -220,7 +220,7 @@ class ModelImageTask(models.Model):
         null=True,
         blank=True,
         related_name="retries",
-        help_text=_("The task this one retries, if any."),
+        help_text=_("The task this one retries, if any. A task has at most one retry."),
         verbose_name=_("retry of"),
     )
     created_at = models.DateTimeField(
@@ -276,7 +276,14 @@ class ModelImageTask(models.Model):
                 fields=["created_by", "idempotency_key"],
                 condition=~models.Q(idempotency_key=""),
                 name="hidream_task_unique_idempotency_key",
-            )
+            ),
+            # Each retry is a paid submit: two clicks, two workers or six API calls at once
+            # make one retry, never more (a failed retry can be retried in its turn).
+            models.UniqueConstraint(
+                fields=["retry_of"],
+                condition=models.Q(retry_of__isnull=False),
+                name="hidream_task_one_retry",
+            ),
         ]
         permissions = [
             ("generate", _("Can generate model images with HiDream")),

@@ -13,7 +13,7 @@
 """
 
 from ..files import VerifiedUpload, store_upload, stored_uploads, verify_upload
-from .actions import HiDreamActionRefused, refresh_task, retry_task
+from .actions import HiDreamActionRefused, HiDreamAlreadyRetried, refresh_task, retry_task
 from .callbacks import apply_callback_event, apply_received_callbacks
 from .creation import (
     CreationReport,
@@ -34,6 +34,7 @@ __all__ = [
     "CreationReport",
     "GenerationOptions",
     "HiDreamActionRefused",
+    "HiDreamAlreadyRetried",
     "SyncReport",
     "apply_callback_event",
     "apply_received_callbacks",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 
 from ..models import REMOTE_TASK_STATUSES, ModelImageTask, TaskStatus
@@ -15,6 +15,21 @@ RETRYABLE_STATUSES = frozenset({TaskStatus.FAILED, TaskStatus.PARTIAL, TaskStatu
 
 class HiDreamActionRefused(Exception):
     """The action does not apply to this task; ``str()`` says why, for staff."""
+
+
+class HiDreamAlreadyRetried(HiDreamActionRefused):
+    """The task has been retried already; ``retry`` is that retry (retry it, if it failed)."""
+
+    def __init__(self, task: ModelImageTask, retry: ModelImageTask) -> None:
+        super().__init__(
+            _(
+                "This task was retried already, as task %(retry)s (%(status)s); a task is "
+                "retried once. If that retry failed too, retry it instead."
+            )
+            % {"retry": retry.pk, "status": retry.get_status_display()}
+        )
+        self.task = task
+        self.retry = retry
 
 
 def refresh_task(task: ModelImageTask) -> None:
@@ -58,4 +73,14 @@ def retry_task(task: ModelImageTask, *, user=None, resend_unconfirmed: bool = Fa
     # A retry generates (and bills) pictures of the product: as creating them, it needs the
     # product model's view permission.
     require_task_product_permission(user, task, VIEW)
-    return copy_for_retry(task, user=user)
+    existing = task.retries.first()
+    if existing is None:
+        try:
+            return copy_for_retry(task, user=user)
+        except IntegrityError:
+            # Another request made the retry between the look and the insert: the database's
+            # one-retry constraint refused this one, so nothing was created or enqueued.
+            existing = task.retries.first()
+            if existing is None:
+                raise
+    raise HiDreamAlreadyRetried(task, existing)
