@@ -27,6 +27,7 @@ from ..payloads import printable, read_json
 from ..services import (
     HiDreamActionRefused,
     HiDreamAlreadyRetried,
+    HiDreamRetryWouldFailAgain,
     estimated_credits,
     refresh_task,
     retry_task,
@@ -37,6 +38,9 @@ from .review import HiDreamReviewAdminMixin, ReviewActionsMixin, can_review, rev
 
 GENERATE_PERMISSION = "hidream_models.generate"
 ADMIN_CSS = {"all": ("hidream_models/admin.css",)}
+
+
+RETRY_ANYWAY = gettext_lazy("Retry failed tasks anyway, even if the same request failed for good")
 
 
 class ReadOnlyAdminMixin:
@@ -123,7 +127,12 @@ class ModelImageTaskAdmin(HiDreamReviewAdminMixin, admin.ModelAdmin):
     search_fields = ("=id", "=remote_task_id", "product_label", "object_id")
     list_select_related = ("created_by",)
     list_per_page = 50
-    actions = ("refresh_from_hidream", "retry_failed_tasks", "resend_unconfirmed_tasks")
+    actions = (
+        "refresh_from_hidream",
+        "retry_failed_tasks",
+        "retry_failed_tasks_anyway",
+        "resend_unconfirmed_tasks",
+    )
     inlines = (CallbackEventInline,)
     fieldsets = (
         (None, {"fields": ("product_link", "status_badge", "error_message_plain", "preset")}),
@@ -291,6 +300,11 @@ class ModelImageTaskAdmin(HiDreamReviewAdminMixin, admin.ModelAdmin):
         for text in refused[:10]:
             self.message_user(request, text, messages.WARNING)
 
+    @admin.action(description=RETRY_ANYWAY, permissions=["generate"])
+    def retry_failed_tasks_anyway(self, request, queryset):
+        """The same, for tasks whose failure a resend cannot mend: a knowing choice."""
+        return self.retry_failed_tasks(request, queryset, anyway=True)
+
     def _say_already_retried(self, request, exc: HiDreamAlreadyRetried) -> None:
         """A warning linking the retry that exists: nothing was sent again."""
         url = reverse(
@@ -312,17 +326,24 @@ class ModelImageTaskAdmin(HiDreamReviewAdminMixin, admin.ModelAdmin):
         )
 
     @admin.action(description=gettext_lazy("Retry failed tasks"), permissions=["generate"])
-    def retry_failed_tasks(self, request, queryset):
+    def retry_failed_tasks(self, request, queryset, *, anyway: bool = False):
         retried, unconfirmed, refused = 0, 0, 0
         for task in queryset:
             if task.status == TaskStatus.UNCONFIRMED:
                 unconfirmed += 1
                 continue
             try:
-                retry_task(task, user=request.user)
+                retry_task(task, user=request.user, anyway=anyway)
                 retried += 1
             except HiDreamAlreadyRetried as exc:
                 self._say_already_retried(request, exc)
+            except HiDreamRetryWouldFailAgain as exc:
+                self.message_user(
+                    request,
+                    _("Not retried: “%(task)s”. %(reason)s Use “%(action)s” to send it anyway.")
+                    % {"task": task, "reason": exc, "action": RETRY_ANYWAY},
+                    messages.WARNING,
+                )
             except (HiDreamActionRefused, PermissionDenied):
                 refused += 1
         if retried:

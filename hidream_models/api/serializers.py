@@ -153,6 +153,11 @@ class TaskRetrySerializer(serializers.Serializer):
         default=False,
         help_text="Required to resend a task HiDream may already be generating (and billing).",
     )
+    anyway = serializers.BooleanField(
+        default=False,
+        help_text="Retry a task that failed for a reason the same request cannot mend "
+        "(refused by HiDream, moderated, no result): it most likely fails again, at a cost.",
+    )
 
 
 class GeneratedImageSerializer(serializers.ModelSerializer):

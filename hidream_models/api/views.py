@@ -16,13 +16,14 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.filters import OrderingFilter
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from .. import services
+from ..exceptions import HiDreamValidationError
 from ..models import GeneratedImage, ModelImageTask
 from ..services import GenerationOptions, HiDreamActionRefused, HiDreamAlreadyRetried
 from .filters import TaskFilter
@@ -115,14 +116,29 @@ def refused_response(exc: HiDreamActionRefused) -> Response:
 
 
 def _options(data) -> GenerationOptions:
+    """The generation options of a validated request; a 400 naming the field for what only
+    the services know (a template the synced catalogue does not offer)."""
     if data.get("preset") is not None:
-        return GenerationOptions.validated(data["preset"].as_request())
-    request = {"image_count": data["image_count"]}
-    if data.get("template"):
-        request["template"] = dict(data["template"])
+        request = data["preset"].as_request()
+        field = "preset"
     else:
-        request["prompt"] = data["prompt"]
-    return GenerationOptions.validated(request)
+        request = {"image_count": data["image_count"]}
+        if data.get("template"):
+            request["template"] = dict(data["template"])
+        else:
+            request["prompt"] = data["prompt"]
+        field = None
+    try:
+        return GenerationOptions.validated(request)
+    except HiDreamValidationError as exc:
+        if field:  # the preset's own options are wrong now (a template no longer offered)
+            raise ValidationError({field: [str(exc)]}) from None
+        nested: dict = {}
+        for key, messages in exc.errors.items():
+            head, _dot, rest = key.partition(".")
+            target = nested.setdefault(head, {}) if rest else nested
+            target[rest or head] = messages
+        raise ValidationError(nested) from None
 
 
 @extend_schema_view(
@@ -323,6 +339,7 @@ class TaskViewSet(
                 self.get_object(),
                 user=request.user,
                 resend_unconfirmed=serializer.validated_data["resend_unconfirmed"],
+                anyway=serializer.validated_data["anyway"],
             )
         except HiDreamAlreadyRetried as exc:
             # The existing retry, linked: retry that one if it failed too.

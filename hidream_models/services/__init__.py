@@ -13,7 +13,13 @@
 """
 
 from ..files import VerifiedUpload, store_upload, stored_uploads, verify_upload
-from .actions import HiDreamActionRefused, HiDreamAlreadyRetried, refresh_task, retry_task
+from .actions import (
+    HiDreamActionRefused,
+    HiDreamAlreadyRetried,
+    HiDreamRetryWouldFailAgain,
+    refresh_task,
+    retry_task,
+)
 from .callbacks import apply_callback_event, apply_received_callbacks
 from .creation import (
     CreationReport,
@@ -35,6 +41,7 @@ __all__ = [
     "GenerationOptions",
     "HiDreamActionRefused",
     "HiDreamAlreadyRetried",
+    "HiDreamRetryWouldFailAgain",
     "SyncReport",
     "apply_callback_event",
     "apply_received_callbacks",

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
-from django.db.models import Model
+from django.db.models import Count, Model, Q
 from django.db.models.fields.files import FieldFile
 from django.utils.translation import gettext as _
 
@@ -46,6 +46,11 @@ class GenerationOptions:
         clean = serializer.validated_data
         if clean.get("template"):
             template = clean["template"]
+            unknown = unknown_template_errors(
+                template["human_template_id"], template["scene_template_id"]
+            )
+            if unknown:
+                raise HiDreamValidationError(unknown)
             return cls(
                 mode=GenerationMode.TEMPLATE,
                 image_count=clean["image_count"],
@@ -68,6 +73,37 @@ class GenerationOptions:
             "custom_human_template": self.custom_human_template,
             "prompt": self.prompt,
         }
+
+
+def unknown_template_errors(human_template_id: str, scene_template_id: str) -> dict:
+    """Errors for template ids the synced catalogue does not offer (empty: all known).
+
+    HiDream refuses an unknown id only after the submit, and a submit costs credits. Once
+    ``hidream_sync_templates`` has filled the catalogue of a kind, an id it does not hold, or
+    holds as no longer offered, is refused here, naming it. A kind never synced is left to
+    HiDream (a shop that has not synced yet can still use the ids it knows). One query a kind.
+    """
+    from ..models import HiDreamTemplate, TemplateKind
+
+    errors: dict[str, list[str]] = {}
+    wanted = (
+        (TemplateKind.HUMAN, "template.human_template_id", human_template_id),
+        (TemplateKind.SCENE, "template.scene_template_id", scene_template_id),
+    )
+    for kind, key, remote_id in wanted:
+        found = HiDreamTemplate.objects.filter(kind=kind).aggregate(
+            synced=Count("pk"), offered=Count("pk", filter=Q(remote_id=remote_id, is_active=True))
+        )
+        if found["synced"] and not found["offered"]:
+            errors[key] = [
+                _(
+                    "HiDream offers no %(kind)s template “%(id)s” (the synced catalogue does not "
+                    "hold it, or holds it as no longer offered): choose one the catalogue lists "
+                    "(GET templates/?kind=%(kind)s), or run hidream_sync_templates."
+                )
+                % {"kind": kind, "id": remote_id}
+            ]
+    return errors
 
 
 def estimated_credits(pictures: int) -> float | None:
