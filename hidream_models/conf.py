@@ -158,6 +158,13 @@ SETTINGS: dict[str, Setting] = {
         "Resend submissions whose answer never came (and that HiDream may have accepted and "
         "billed) automatically. Off: staff decide.",
     ),
+    "IDEMPOTENCY_KEY_TTL": Setting(
+        86400.0,
+        (int, float),
+        "Seconds an API Idempotency-Key is remembered (Stripe's 24 hours); after that the "
+        "same key names a new request.",
+        1,
+    ),
     "API_CREATE_RATE": Setting(
         "60/min",
         (str, type(None)),

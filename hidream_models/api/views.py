@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 from django.core.exceptions import RequestDataTooBig
-from django.db import IntegrityError, transaction
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import transaction
 from django.db.models import Prefetch
 from django.utils.cache import patch_cache_control
 from django.utils.translation import gettext as _
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import (
-    OpenApiParameter,
     OpenApiResponse,
     extend_schema,
     extend_schema_view,
@@ -26,7 +28,9 @@ from .. import services
 from ..exceptions import HiDreamValidationError
 from ..models import GeneratedImage, ModelImageTask
 from ..services import GenerationOptions, HiDreamActionRefused, HiDreamAlreadyRetried
+from . import idempotency
 from .filters import TaskFilter
+from .idempotency import IDEMPOTENCY_HEADER
 from .parsers import HiDreamJSONParser
 from .permissions import GENERATE, HiDreamPermission
 from .references import product_image, resolve_products
@@ -44,13 +48,6 @@ from .throttling import HiDreamCreateThrottle
 # An image and a mask at their largest, base64-encoded, plus room for the rest.
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES * 3 + 1024 * 1024
 
-IDEMPOTENCY_HEADER = OpenApiParameter(
-    "Idempotency-Key",
-    str,
-    OpenApiParameter.HEADER,
-    description="Any unique string (≤ 255 chars); a retried create with the same key returns "
-    "the first task instead of making a second one.",
-)
 REFUSED = OpenApiResponse(description="The action does not apply to this object (detail says why).")
 
 
@@ -179,19 +176,38 @@ class TaskViewSet(
             "multipart/form-data": TaskCreateSerializer,
         },
         parameters=[IDEMPOTENCY_HEADER],
-        responses={201: TaskSerializer},
+        responses={201: TaskSerializer, 409: REFUSED, 422: REFUSED},
     )
     def create(self, request, *args, **kwargs):
-        key = request.headers.get("Idempotency-Key", "").strip()
-        if len(key) > 255 or not key.isprintable():
-            return Response(
-                {"Idempotency-Key": [_("At most 255 printable characters.")]},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
-        if key:
-            existing = self._task_for_key(request.user, key)
-            if existing is not None:
-                return self._created(existing, replayed=True)
+        return self._idempotent(request, self._create)
+
+    def _idempotent(self, request, work) -> Response:
+        """``work()``'s answer, once per Idempotency-Key (``api.idempotency``)."""
+        claimed = idempotency.claim(request, idempotency.key_of(request))
+        if claimed.replay is not None:
+            return self._replay(claimed.replay)
+        try:
+            response = work()
+        except BaseException:
+            idempotency.release(claimed.row)
+            raise
+        if status.is_success(response.status_code):
+            result = json.loads(json.dumps(response.data, cls=DjangoJSONEncoder))
+            idempotency.record(claimed.row, response.status_code, {"body": result})
+        else:
+            idempotency.release(claimed.row)
+        return response
+
+    def _replay(self, row) -> Response:
+        body = row.result.get("body") or {}
+        if self.action in ("create", "retry"):  # a task: as it is now, as a GET shows it
+            task = self.get_queryset().filter(pk=body.get("id")).first()
+            if task is not None:
+                return self._created(task, replayed=True, status_code=row.status_code)
+        return Response(body, status=row.status_code, headers={idempotency.REPLAYED_HEADER: "true"})
+
+    def _create(self) -> Response:
+        request = self.request
         serializer = TaskCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -206,25 +222,17 @@ class TaskViewSet(
         source = self._source(request, data)
         if isinstance(source, Response):
             return source
-        try:
-            with services.stored_uploads() as store, transaction.atomic():
-                mask_name = store(data["mask"][1], "masks") if data.get("mask") else ""
-                if source.get("upload") is not None:
-                    source = {"image_name": store(source.pop("upload"), "sources")}
-                task = services.create_task_for_image(
-                    options,
-                    user=request.user,
-                    mask_name=mask_name,
-                    idempotency_key=key,
-                    preset=data.get("preset"),
-                    **source,
-                )
-        except IntegrityError:
-            # Two requests with the same key raced: the other one won; answer with its task.
-            existing = self._task_for_key(request.user, key) if key else None
-            if existing is None:
-                raise
-            return self._created(existing, replayed=True)
+        with services.stored_uploads() as store, transaction.atomic():
+            mask_name = store(data["mask"][1], "masks") if data.get("mask") else ""
+            if source.get("upload") is not None:
+                source = {"image_name": store(source.pop("upload"), "sources")}
+            task = services.create_task_for_image(
+                options,
+                user=request.user,
+                mask_name=mask_name,
+                preset=data.get("preset"),
+                **source,
+            )
         return self._created(task)
 
     def _source(self, request, data) -> dict | Response:
@@ -245,28 +253,29 @@ class TaskViewSet(
         kind, value = data["image"]
         return {"image_url": value} if kind == "url" else {"upload": value}
 
-    @staticmethod
-    def _task_for_key(user, key):
-        return ModelImageTask.objects.filter(created_by=user, idempotency_key=key).first()
-
-    def _created(self, task, *, replayed=False):
+    def _created(self, task, *, replayed=False, status_code=status.HTTP_201_CREATED):
         task = self.get_queryset().get(pk=task.pk)
         headers = {"Location": self.reverse_action("detail", args=[task.pk])}
         if replayed:
-            headers["Idempotent-Replayed"] = "true"
+            headers[idempotency.REPLAYED_HEADER] = "true"
         return Response(
             TaskSerializer(task, context=self.get_serializer_context()).data,
-            status=status.HTTP_201_CREATED,
+            status=status_code,
             headers=headers,
         )
 
     @extend_schema(
         summary="Create tasks for many products (all or nothing)",
         request=BulkCreateSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
         responses={201: BulkResultSerializer, 200: BulkResultSerializer},
     )
     @action(detail=False, methods=["post"])
     def bulk(self, request):
+        return self._idempotent(request, self._bulk)
+
+    def _bulk(self) -> Response:
+        request = self.request
         serializer = BulkCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -328,10 +337,15 @@ class TaskViewSet(
     @extend_schema(
         summary="Submit a failed task again, as a new task",
         request=TaskRetrySerializer,
-        responses={201: TaskSerializer, 409: REFUSED},
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={201: TaskSerializer, 409: REFUSED, 422: REFUSED},
     )
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
+        return self._idempotent(request, self._retry)
+
+    def _retry(self) -> Response:
+        request = self.request
         serializer = TaskRetrySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:

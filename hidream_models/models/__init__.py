@@ -4,11 +4,13 @@
 - ``images``: ``GeneratedImage``, a picture, its review and publication;
 - ``callbacks``: ``CallbackEvent``, the callback log;
 - ``catalogue``: ``HiDreamTemplate`` and ``HiDreamPreset``;
-- ``limits``: the rows behind the plan limits shared by all workers.
+- ``limits``: the rows behind the plan limits shared by all workers;
+- ``idempotency``: ``HiDreamIdempotencyKey``, the API's Idempotency-Key records.
 """
 
 from .callbacks import CallbackEvent, CallbackOutcome
 from .catalogue import HiDreamPreset, HiDreamTemplate, TemplateKind
+from .idempotency import HiDreamIdempotencyKey
 from .images import (
     FINAL_IMAGE_STATUSES,
     GeneratedImage,
@@ -34,6 +36,7 @@ __all__ = [
     "CallbackOutcome",
     "GeneratedImage",
     "GenerationMode",
+    "HiDreamIdempotencyKey",
     "HiDreamPreset",
     "HiDreamRateReservation",
     "HiDreamRequestSlot",

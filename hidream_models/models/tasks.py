@@ -207,13 +207,6 @@ class ModelImageTask(models.Model):
         help_text=_("The preset the options came from; the options themselves are kept here."),
         verbose_name=_("preset"),
     )
-    idempotency_key = models.CharField(
-        max_length=255,
-        blank=True,
-        default="",
-        help_text=_("The API client's Idempotency-Key, so a retried create returns this task."),
-        verbose_name=_("idempotency key"),
-    )
     retry_of = models.ForeignKey(
         "self",
         on_delete=models.SET_NULL,
@@ -272,11 +265,6 @@ class ModelImageTask(models.Model):
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["content_type", "object_id"])]
         constraints = [
-            models.UniqueConstraint(
-                fields=["created_by", "idempotency_key"],
-                condition=~models.Q(idempotency_key=""),
-                name="hidream_task_unique_idempotency_key",
-            ),
             # Each retry is a paid submit: two clicks, two workers or six API calls at once
             # make one retry, never more (a failed retry can be retried in its turn).
             models.UniqueConstraint(

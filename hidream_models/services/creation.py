@@ -150,7 +150,6 @@ def create_tasks_for_products(
     user=None,
     image_getter: ImageGetter | None = None,
     mask: VerifiedUpload | None = None,
-    idempotency_key: str = "",
     preset=None,
 ) -> CreationReport:
     """Create one queued task per product that has an image, and enqueue their submission.
@@ -181,13 +180,10 @@ def create_tasks_for_products(
                 batch=report.batch,
                 source_image=name,
                 created_by=user if getattr(user, "is_authenticated", False) else None,
-                idempotency_key=idempotency_key,
                 preset=preset,
                 **options.as_task_fields(),
             )
         )
-    if idempotency_key and len(pending) > 1:
-        raise ValueError("an idempotency key names one task; give it for one product only")
     with stored_uploads() as store, transaction.atomic():
         if mask is not None and pending:
             # One uploaded mask is only offered for a single product (see the admin form).
@@ -207,7 +203,6 @@ def create_task_for_image(
     product: Model | None = None,
     user=None,
     mask_name: str = "",
-    idempotency_key: str = "",
     preset=None,
 ) -> ModelImageTask:
     """Create one task for an image already in storage (``image_name``) or at a URL."""
@@ -224,7 +219,6 @@ def create_task_for_image(
             source_url=image_url,
             mask=mask_name,
             created_by=user if getattr(user, "is_authenticated", False) else None,
-            idempotency_key=idempotency_key,
             preset=preset,
             **fields,
             **options.as_task_fields(),

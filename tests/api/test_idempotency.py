@@ -1,11 +1,15 @@
-"""``Idempotency-Key`` on ``POST tasks/``: a retried create returns the first task."""
+"""``Idempotency-Key`` on create, bulk and retry (issue 14, point 3), as Stripe's: the same key
+and request get the first answer again, another request with the key is refused (422), one
+still running is a 409; keys live in their own table and expire."""
 
 from __future__ import annotations
 
-import pytest
+from datetime import timedelta
 
-from hidream_models.api.views import TaskViewSet
-from hidream_models.models import ModelImageTask
+import pytest
+from django.utils import timezone
+
+from hidream_models.models import HiDreamIdempotencyKey, ModelImageTask, TaskStatus
 from tests import jobs
 from tests.api.helpers import PROMPT, TASKS, TEMPLATE, body, make_user, product_ref, token_client
 
@@ -33,25 +37,85 @@ def test_same_key_twice_gives_the_same_task(api, product):
     assert second["Location"] == first["Location"]
     assert body(second) == body(first)
     assert ModelImageTask.objects.count() == 1
-    assert ModelImageTask.objects.get().idempotency_key == "order-42-spring"
+    row = HiDreamIdempotencyKey.objects.get()
+    assert (row.key, row.status_code, len(row.fingerprint)) == ("order-42-spring", 201, 64)
     assert submissions_enqueued() == 1, "the replay must not submit the task again"
 
 
-def test_replay_ignores_a_changed_body(api, product):
+def test_the_same_key_with_another_request_is_422_naming_the_key(api, product):
     first = create(api, product, "same-key")
     second = create(api, product, "same-key", prompt="something else", image_count=4)
-    assert body(second)["id"] == body(first)["id"]
-    assert body(second)["prompt"] == PROMPT["prompt"]
+    assert second.status_code == 422, second.content
+    assert "same-key" in body(second)["detail"]
     assert ModelImageTask.objects.count() == 1
+    assert body(create(api, product, "same-key"))["id"] == body(first)["id"]  # still replays
 
 
-def test_a_different_key_makes_a_new_task(api, product):
-    first = create(api, product, "key-a")
-    second = create(api, product, "key-b")
-    assert second.status_code == 201
-    assert "Idempotent-Replayed" not in second
+def test_a_key_still_running_is_409(api, product, superuser, monkeypatch):
+    from hidream_models.api import idempotency
+
+    monkeypatch.setattr(idempotency, "fingerprint", lambda request: "f" * 64)
+    HiDreamIdempotencyKey.objects.create(user=superuser, key="busy", fingerprint="f" * 64)
+    response = create(api, product, "busy")
+    assert response.status_code == 409, response.content
+    assert "busy" in body(response)["detail"] and "still running" in body(response)["detail"]
+    assert ModelImageTask.objects.count() == 0
+
+
+def test_a_key_past_its_ttl_names_a_new_request(api, product, settings):
+    settings.HIDREAM_IDEMPOTENCY_KEY_TTL = 60
+    first = create(api, product, "weekly")
+    HiDreamIdempotencyKey.objects.update(created_at=timezone.now() - timedelta(seconds=61))
+    second = create(api, product, "weekly", prompt="another week")
+    assert second.status_code == 201 and "Idempotent-Replayed" not in second
     assert body(second)["id"] != body(first)["id"]
+
+
+def test_bulk_and_retry_take_the_key(api, product, make_product):
+    other = make_product()
+    payload = {"products": [product_ref(product), product_ref(other)], **PROMPT}
+    first = api.post(f"{TASKS}bulk/", payload, HTTP_IDEMPOTENCY_KEY="bulk-1")
+    again = api.post(f"{TASKS}bulk/", payload, HTTP_IDEMPOTENCY_KEY="bulk-1")
+    assert first.status_code == again.status_code == 201
+    assert again["Idempotent-Replayed"] == "true" and body(again) == body(first)
     assert ModelImageTask.objects.count() == 2
+    changed = api.post(
+        f"{TASKS}bulk/",
+        {**payload, "products": [product_ref(other)]},
+        HTTP_IDEMPOTENCY_KEY="bulk-1",
+    )
+    assert changed.status_code == 422
+
+    failed = ModelImageTask.objects.first()
+    ModelImageTask.objects.filter(pk=failed.pk).update(status=TaskStatus.FAILED)
+    url = f"{TASKS}{failed.pk}/retry/"
+    retried = api.post(url, {}, HTTP_IDEMPOTENCY_KEY="retry-1")
+    replayed = api.post(url, {}, HTTP_IDEMPOTENCY_KEY="retry-1")
+    assert retried.status_code == replayed.status_code == 201, replayed.content
+    assert replayed["Idempotent-Replayed"] == "true"
+    assert body(replayed)["id"] == body(retried)["id"]
+    assert ModelImageTask.objects.count() == 3
+
+
+def test_uploads_count_by_their_bytes_not_their_names(api):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.conftest import make_image_bytes
+
+    def upload(name, color):
+        data = make_image_bytes(size=(40, 30), color=color)
+        return {"image": SimpleUploadedFile(name, data, "image/jpeg"), **PROMPT}
+
+    first = api.post(
+        TASKS, upload("a.jpg", (9, 9, 9)), format="multipart", HTTP_IDEMPOTENCY_KEY="u"
+    )
+    same = api.post(TASKS, upload("b.jpg", (9, 9, 9)), format="multipart", HTTP_IDEMPOTENCY_KEY="u")
+    other = api.post(
+        TASKS, upload("a.jpg", (200, 9, 9)), format="multipart", HTTP_IDEMPOTENCY_KEY="u"
+    )
+    assert first.status_code == 201 and same["Idempotent-Replayed"] == "true"
+    assert other.status_code == 422
+    assert ModelImageTask.objects.count() == 1
 
 
 def test_no_key_makes_a_new_task_each_time(api, product):
@@ -99,24 +163,4 @@ def test_a_refused_create_does_not_use_up_the_key(api, product):
     )
     assert accepted.status_code == 201, accepted.content
     assert "Idempotent-Replayed" not in accepted
-    assert ModelImageTask.objects.count() == 1
-
-
-def test_two_racing_requests_with_one_key_make_one_task(api, product, monkeypatch):
-    """The second request passed the key lookup before the first one committed: the unique
-    constraint stops the duplicate and the answer is the first request's task."""
-    first = create(api, product, "racing-key")
-    lookup = TaskViewSet._task_for_key
-    calls = []
-
-    def late_lookup(user, key):
-        calls.append(key)
-        return None if len(calls) == 1 else lookup(user, key)
-
-    monkeypatch.setattr(TaskViewSet, "_task_for_key", staticmethod(late_lookup))
-    second = create(api, product, "racing-key")
-    assert calls == ["racing-key", "racing-key"]
-    assert second.status_code == 201, second.content
-    assert second["Idempotent-Replayed"] == "true"
-    assert body(second)["id"] == body(first)["id"]
     assert ModelImageTask.objects.count() == 1

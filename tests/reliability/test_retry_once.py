@@ -114,3 +114,45 @@ def test_the_admin_confirm_page_submitted_twice_resends_once_and_links_the_retry
     link = reverse("admin:hidream_models_modelimagetask_change", args=[retry.pk])
     assert any("retried already" in text and link in text for text in said), said
     assert ModelImageTask.objects.count() == 2
+
+
+def test_six_concurrent_creates_with_one_key_make_one_task(shared_db, make_product):
+    """The key is claimed under a unique constraint before the work starts: the others get
+    the first answer again (replayed) or a 409 while it still runs, never a second task."""
+    user = make_user("keyholder", superuser=True)
+    product = make_product()
+    start = threading.Barrier(CONCURRENT)
+    replies: list = []
+    errors: list[str] = []
+
+    def create():
+        shared_db.bind()
+        client = APIClient()
+        client.force_authenticate(user)
+        client.raise_request_exception = False
+        try:
+            start.wait(timeout=10)
+            replies.append(
+                client.post(
+                    "/api/hidream/tasks/",
+                    {"product": f"catalog.product:{product.pk}", "prompt": "studio"},
+                    format="json",
+                    HTTP_IDEMPOTENCY_KEY="one-key",
+                )
+            )
+        except Exception as exc:
+            errors.append(repr(exc))
+        finally:
+            connections.close_all()
+
+    _run_threads([create] * CONCURRENT)
+
+    assert errors == []
+    assert ModelImageTask.objects.count() == 1
+    task = ModelImageTask.objects.get()
+    fresh = [r for r in replies if r.status_code == 201 and "Idempotent-Replayed" not in r]
+    assert len(fresh) == 1
+    for reply in replies:
+        assert reply.status_code in (201, 409), reply.content[:200]
+        if reply.status_code == 201:
+            assert reply.json()["id"] == str(task.pk)
