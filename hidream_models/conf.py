@@ -158,6 +158,13 @@ SETTINGS: dict[str, Setting] = {
         "Resend submissions whose answer never came (and that HiDream may have accepted and "
         "billed) automatically. Off: staff decide.",
     ),
+    "MAX_UPLOAD_BYTES": Setting(
+        20 * 1024 * 1024,
+        int,
+        "Largest image or mask a person uploads (API file or base64, the admin's mask), bytes; "
+        "base64 JSON bodies up to this are read whatever Django's DATA_UPLOAD_MAX_MEMORY_SIZE.",
+        1,
+    ),
     "IDEMPOTENCY_KEY_TTL": Setting(
         86400.0,
         (int, float),

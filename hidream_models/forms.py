@@ -11,13 +11,12 @@ from django import forms
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
+from .conf import hidream_settings
 from .exceptions import HiDreamValidationError
 from .images import ImageProblem
 from .models import GenerationMode, HiDreamPreset, HiDreamTemplate, TemplateKind
 from .rules import IMAGE_COUNT_MAX, IMAGE_COUNT_MIN, PROMPT_MAX_LENGTH
 from .services import GenerationOptions, VerifiedUpload, verify_upload
-
-MAX_MASK_BYTES = 20 * 1024 * 1024
 
 # Serializer error keys → form fields.
 ERROR_FIELDS = {
@@ -106,9 +105,10 @@ class GenerateModelImagesForm(forms.Form):
         mask = self.cleaned_data.get("mask")
         if not mask:
             return None
-        if mask.size > MAX_MASK_BYTES:
+        limit = hidream_settings.MAX_UPLOAD_BYTES
+        if mask.size > limit:
             raise forms.ValidationError(
-                _("The mask is larger than %(n)s MB.") % {"n": MAX_MASK_BYTES // 2**20}
+                _("The mask is larger than %(n)s bytes (HIDREAM_MAX_UPLOAD_BYTES).") % {"n": limit}
             )
         try:
             return verify_upload(mask, _("The mask"))

@@ -13,6 +13,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from ..conf import hidream_settings
 from ..images import ImageProblem
 from ..models import (
     GeneratedImage,
@@ -27,8 +28,15 @@ from ..services import VerifiedUpload, verify_upload
 from ..url_policy import URLRefused, check_given_url
 from .references import parse_reference, product_reference
 
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 NULLABLE_URI = {"type": "string", "format": "uri", "nullable": True}
+
+
+def _upload_too_large() -> str:
+    limit = hidream_settings.MAX_UPLOAD_BYTES
+    return _("The file is larger than %(n)s bytes (%(mb)s MB, HIDREAM_MAX_UPLOAD_BYTES).") % {
+        "n": limit,
+        "mb": round(limit / 2**20, 1),
+    }
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -46,10 +54,8 @@ class ImageInputField(serializers.Field):
 
     def to_internal_value(self, data):
         if hasattr(data, "read"):  # an upload
-            if getattr(data, "size", 0) > MAX_UPLOAD_BYTES:
-                raise serializers.ValidationError(
-                    _("The file is larger than %(n)s MB.") % {"n": MAX_UPLOAD_BYTES // 2**20}
-                )
+            if getattr(data, "size", 0) > hidream_settings.MAX_UPLOAD_BYTES:
+                raise serializers.ValidationError(_upload_too_large())
             return ("file", self._verified(data))
         if not isinstance(data, str):
             self.fail("invalid")
@@ -70,10 +76,8 @@ class ImageInputField(serializers.Field):
             raw = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
             self.fail("invalid")
-        if len(raw) > MAX_UPLOAD_BYTES:
-            raise serializers.ValidationError(
-                _("The image is larger than %(n)s MB.") % {"n": MAX_UPLOAD_BYTES // 2**20}
-            )
+        if len(raw) > hidream_settings.MAX_UPLOAD_BYTES:
+            raise serializers.ValidationError(_upload_too_large())
         return ("file", self._verified(raw))
 
     def _verified(self, data) -> VerifiedUpload:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
@@ -18,25 +19,25 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 
 from .. import services
+from ..conf import hidream_settings
 from ..exceptions import HiDreamValidationError
 from ..models import GeneratedImage, ModelImageTask
 from ..services import GenerationOptions, HiDreamActionRefused, HiDreamAlreadyRetried
 from . import idempotency
 from .filters import TaskFilter
 from .idempotency import IDEMPOTENCY_HEADER
-from .parsers import HiDreamJSONParser
+from .parsers import HiDreamJSONParser, PayloadTooLarge, max_body_bytes, too_large
 from .permissions import GENERATE, HiDreamPermission
 from .references import product_image, resolve_products
 from .schema import HiDreamAutoSchema
 from .serializers import (
-    MAX_UPLOAD_BYTES,
     BulkCreateSerializer,
     BulkResultSerializer,
     TaskCreateSerializer,
@@ -44,9 +45,6 @@ from .serializers import (
     TaskSerializer,
 )
 from .throttling import HiDreamCreateThrottle
-
-# An image and a mask at their largest, base64-encoded, plus room for the rest.
-MAX_BODY_BYTES = MAX_UPLOAD_BYTES * 3 + 1024 * 1024
 
 REFUSED = OpenApiResponse(description="The action does not apply to this object (detail says why).")
 
@@ -57,12 +55,6 @@ class HiDreamPagination(PageNumberPagination):
     page_size = 50
     page_size_query_param = "page_size"
     max_page_size = 200
-
-
-class PayloadTooLarge(APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "The request body is too large."
-    default_code = "payload_too_large"
 
 
 class HiDreamViewSetMixin:
@@ -83,17 +75,26 @@ class HiDreamViewSetMixin:
             declared = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             declared = 0
-        if declared > MAX_BODY_BYTES:
-            raise PayloadTooLarge(
-                _("The request body is %(n)s bytes; the limit is %(max)s.")
-                % {"n": declared, "max": MAX_BODY_BYTES}
-            )
+        if declared > max_body_bytes():
+            raise too_large(declared)
         super().initial(request, *args, **kwargs)
 
     def handle_exception(self, exc):
-        if isinstance(exc, RequestDataTooBig):  # Django's own limit on non-file fields
+        if isinstance(exc, RequestDataTooBig):
+            # Django's own limit still applies where Django reads the body: the non-file
+            # fields of a multipart form, or a body a middleware read first.
             exc = PayloadTooLarge(
-                _("The request body is larger than the server accepts: %(error)s") % {"error": exc}
+                _(
+                    "The request body is larger than this server's Django accepts "
+                    "(DATA_UPLOAD_MAX_MEMORY_SIZE, %(django)s bytes): send the image as a "
+                    "multipart file, or raise that setting to the app's own limit "
+                    "(HIDREAM_MAX_UPLOAD_BYTES, %(app)s bytes; JSON bodies up to %(body)s)."
+                )
+                % {
+                    "django": settings.DATA_UPLOAD_MAX_MEMORY_SIZE,
+                    "app": hidream_settings.MAX_UPLOAD_BYTES,
+                    "body": max_body_bytes(),
+                }
             )
         return super().handle_exception(exc)
 

@@ -238,3 +238,37 @@ def test_hostile_json_to_the_api_is_a_400_not_a_500(product_api, path, body):
     response = product_api.generic("POST", path, body, content_type="application/json")
     assert response.status_code == 400, response.content[:300]
     assert "JSON parse error" in response.json()["detail"]
+
+
+def _random_jpeg(min_bytes: int) -> bytes:
+    """A real JPEG of at least ``min_bytes`` (noise compresses badly, as a big photo does)."""
+    import io
+    import random
+
+    from PIL import Image
+
+    rng = random.Random(7)
+    side = 600
+    while True:
+        noise = bytes(rng.getrandbits(8) for _ in range(side * side * 3))
+        out = io.BytesIO()
+        Image.frombytes("RGB", (side, side), noise).save(out, "JPEG", quality=95)
+        if out.tell() >= min_bytes:
+            return out.getvalue()
+        side += 300
+
+
+def test_a_big_photo_as_base64_json_is_read_whatever_djangos_limit(product_api, settings):
+    """2.3 MB of JPEG is 3.1 MB of base64, over Django's 2.5 MB DATA_UPLOAD_MAX_MEMORY_SIZE:
+    the API reads JSON bodies itself, up to the app's own HIDREAM_MAX_UPLOAD_BYTES."""
+    import base64
+
+    assert settings.DATA_UPLOAD_MAX_MEMORY_SIZE == 2_621_440  # Django's default
+    photo = _random_jpeg(2_300_000)
+    body = {"image": base64.b64encode(photo).decode(), "prompt": "a model in a park"}
+    response = product_api.post("/api/hidream/tasks/", body, format="json")
+    assert response.status_code == 201, response.content[:300]
+    settings.HIDREAM_MAX_UPLOAD_BYTES = 2_000_000
+    refused = product_api.post("/api/hidream/tasks/", body, format="json")
+    assert refused.status_code in (400, 413)
+    assert "HIDREAM_MAX_UPLOAD_BYTES" in str(refused.content)

@@ -476,18 +476,22 @@ def test_api_create_with_a_body_that_is_not_an_object(api):
         assert ModelImageTask.objects.count() == 0
 
 
-def test_api_body_over_the_limit_is_413(api, product, monkeypatch):
-    monkeypatch.setattr("hidream_models.api.views.MAX_BODY_BYTES", 1000)
-    data = {"product": product_ref(product), "prompt": "p" * 400, "image": b64(png_bytes())}
+def test_api_body_over_the_limit_is_413(api, product, settings):
+    from hidream_models.api.parsers import max_body_bytes
+
+    settings.HIDREAM_MAX_UPLOAD_BYTES = 300
+    limit = max_body_bytes()
+    data = {"product": product_ref(product), "prompt": "p" * limit, "image": b64(png_bytes())}
     errors = api_refuses(api, data, status=413)
-    assert "1000" in errors["detail"] and "limit" in errors["detail"]
+    assert str(limit) in errors["detail"] and "HIDREAM_MAX_UPLOAD_BYTES" in errors["detail"]
 
 
 def test_api_multipart_field_over_djangos_limit_is_413(api, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
     data = {"prompt": "p", "image": "A" * 4000}
     errors = api_refuses(api, data, status=413, format="multipart")
-    assert "detail" in errors
+    assert "DATA_UPLOAD_MAX_MEMORY_SIZE" in errors["detail"]
+    assert "HIDREAM_MAX_UPLOAD_BYTES" in errors["detail"]
 
 
 def test_api_refuses_a_prompt_with_nul(api, product):
@@ -731,8 +735,8 @@ def test_form_refuses_an_unknown_mode(admin_client, product):
     assert "magic" in text
 
 
-def test_form_refuses_an_oversize_mask(admin_client, product, monkeypatch):
-    monkeypatch.setattr("hidream_models.forms.MAX_MASK_BYTES", 200)
+def test_form_refuses_an_oversize_mask(admin_client, product, settings):
+    settings.HIDREAM_MAX_UPLOAD_BYTES = 200
     mask = SimpleUploadedFile("mask.png", png_bytes(), "image/png")
     assert mask.size > 200
     text = form_refuses(generate(admin_client, product, mask=mask), "mask")
@@ -810,6 +814,7 @@ WRONG_SETTINGS = {
     "MAX_IMAGES_PER_MINUTE": "100",
     "RATE_WINDOW": 0,
     "IDEMPOTENCY_KEY_TTL": "a day",
+    "MAX_UPLOAD_BYTES": 0,
     "RESEND_UNCONFIRMED": "yes",
     "API_CREATE_RATE": "lots",
 }
