@@ -12,6 +12,7 @@ test starts calls ``shared_db.bind()`` to use it too, and subprocesses get ``sha
 from __future__ import annotations
 
 import contextlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -91,6 +92,19 @@ def callback_guard(live_server, settings):
         settings.ROOT_URLCONF = "tests.reliability.serial_urls"
         return serial_urls.LOCK
     return contextlib.nullcontext()
+
+
+# --- threads ---------------------------------------------------------------------------------
+
+
+def run_threads(targets) -> None:
+    """Start every target in a thread of its own, and wait for all of them (a minute at most)."""
+    threads = [threading.Thread(target=target) for target in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads)
 
 
 # --- looking at storage --------------------------------------------------------------------

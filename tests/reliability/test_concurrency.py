@@ -31,7 +31,7 @@ from hidream_models.models import (
 from hidream_models.services import callbacks
 from tests import jobs
 from tests.conftest import wait_for
-from tests.reliability.conftest import assert_complete_pictures, stored_files
+from tests.reliability.conftest import assert_complete_pictures, run_threads, stored_files
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -54,15 +54,6 @@ def _wait_remote_finished(sim, task) -> None:
         return all(item["task_status"] == 1 for item in items)
 
     wait_for(finished, message="HiDream to finish the task")
-
-
-def _run_threads(targets) -> None:
-    threads = [threading.Thread(target=target) for target in targets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads)
 
 
 def test_twenty_concurrent_duplicate_callbacks_while_polling_store_each_picture_once(
@@ -127,10 +118,10 @@ def test_twenty_concurrent_duplicate_callbacks_while_polling_store_each_picture_
     poller = threading.Thread(target=poll)
     poller.start()
     try:
-        _run_threads([deliver] * STORM)  # each is stored, and a job queued to apply them
+        run_threads([deliver] * STORM)  # each is stored, and a job queued to apply them
         assert replies == [200] * STORM  # no 500, no 409: every duplicate is simply accepted
         assert len(jobs.take(APPLY)) == 1  # one live server process, one window: one job
-        _run_threads([apply] * WORKERS)
+        run_threads([apply] * WORKERS)
     finally:
         done.set()
         poller.join(timeout=30)
@@ -181,7 +172,7 @@ def test_two_workers_racing_submit_task_on_the_same_task_make_one_http_submit(
 
         return run
 
-    _run_threads([worker(task.pk) for task in tasks for _ in range(2)])
+    run_threads([worker(task.pk) for task in tasks for _ in range(2)])
 
     assert errors == []
     for task in tasks:
@@ -219,7 +210,7 @@ def test_two_workers_racing_the_same_download_store_one_whole_file(
         finally:
             connections.close_all()
 
-    _run_threads([download, download])
+    run_threads([download, download])
 
     assert errors == []
     assert outcomes == [ImageStatus.STORED, ImageStatus.STORED]

@@ -19,17 +19,34 @@ from hidream_models import services
 from hidream_models.models import ModelImageTask, TaskStatus
 from tests import jobs
 from tests.api.helpers import make_task, make_user
+from tests.reliability.conftest import run_threads
 
 CONCURRENT = 6
 
 
-def _run_threads(targets) -> None:
-    threads = [threading.Thread(target=target) for target in targets]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads)
+def race_api(shared_db, user, send) -> list:
+    """``send(client)`` from CONCURRENT threads at once, each an API client of ``user`` on
+    its own connection to the shared database; returns the replies (any error fails)."""
+    start = threading.Barrier(CONCURRENT)
+    replies: list = []
+    errors: list[str] = []
+
+    def run():
+        shared_db.bind()  # its own connection to the shared database
+        client = APIClient()
+        client.force_authenticate(user)
+        client.raise_request_exception = False
+        try:
+            start.wait(timeout=10)
+            replies.append(send(client))
+        except Exception as exc:
+            errors.append(repr(exc))
+        finally:
+            connections.close_all()
+
+    run_threads([run] * CONCURRENT)
+    assert errors == []
+    return replies
 
 
 def _submits_enqueued() -> list:
@@ -41,32 +58,14 @@ def test_six_concurrent_api_retries_make_one_task_and_five_409s(shared_db, make_
     user = make_user("retrier", superuser=True)
     failed = make_task(make_product(), status)
     jobs.clear_jobs()
-    start = threading.Barrier(CONCURRENT)
-    replies: list = []
-    errors: list[str] = []
+    replies = race_api(
+        shared_db,
+        user,
+        lambda client: client.post(
+            f"/api/hidream/tasks/{failed.pk}/retry/", {"resend_unconfirmed": True}, format="json"
+        ),
+    )
 
-    def retry():
-        shared_db.bind()  # its own connection to the shared database
-        client = APIClient()
-        client.force_authenticate(user)
-        client.raise_request_exception = False
-        try:
-            start.wait(timeout=10)
-            replies.append(
-                client.post(
-                    f"/api/hidream/tasks/{failed.pk}/retry/",
-                    {"resend_unconfirmed": True},
-                    format="json",
-                )
-            )
-        except Exception as exc:
-            errors.append(repr(exc))
-        finally:
-            connections.close_all()
-
-    _run_threads([retry] * CONCURRENT)
-
-    assert errors == []
     statuses = sorted(reply.status_code for reply in replies)
     assert statuses == [201] + [409] * (CONCURRENT - 1), [r.content[:200] for r in replies]
     retries = ModelImageTask.objects.filter(retry_of=failed)
@@ -121,33 +120,17 @@ def test_six_concurrent_creates_with_one_key_make_one_task(shared_db, make_produ
     the first answer again (replayed) or a 409 while it still runs, never a second task."""
     user = make_user("keyholder", superuser=True)
     product = make_product()
-    start = threading.Barrier(CONCURRENT)
-    replies: list = []
-    errors: list[str] = []
+    replies = race_api(
+        shared_db,
+        user,
+        lambda client: client.post(
+            "/api/hidream/tasks/",
+            {"product": f"catalog.product:{product.pk}", "prompt": "studio"},
+            format="json",
+            HTTP_IDEMPOTENCY_KEY="one-key",
+        ),
+    )
 
-    def create():
-        shared_db.bind()
-        client = APIClient()
-        client.force_authenticate(user)
-        client.raise_request_exception = False
-        try:
-            start.wait(timeout=10)
-            replies.append(
-                client.post(
-                    "/api/hidream/tasks/",
-                    {"product": f"catalog.product:{product.pk}", "prompt": "studio"},
-                    format="json",
-                    HTTP_IDEMPOTENCY_KEY="one-key",
-                )
-            )
-        except Exception as exc:
-            errors.append(repr(exc))
-        finally:
-            connections.close_all()
-
-    _run_threads([create] * CONCURRENT)
-
-    assert errors == []
     assert ModelImageTask.objects.count() == 1
     task = ModelImageTask.objects.get()
     fresh = [r for r in replies if r.status_code == 201 and "Idempotent-Replayed" not in r]
