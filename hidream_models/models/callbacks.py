@@ -55,6 +55,16 @@ class CallbackEvent(models.Model):
     error = models.TextField(
         blank=True, help_text=_("Why it was invalid or failed."), verbose_name=_("error")
     )
+    attempts = models.PositiveIntegerField(
+        default=0,
+        help_text=_("How many times applying it was tried."),
+        verbose_name=_("attempts"),
+    )
+    traceback = models.TextField(
+        blank=True,
+        help_text=_("The traceback of the last failed attempt to apply it, for developers."),
+        verbose_name=_("traceback"),
+    )
 
     class Meta:
         verbose_name = _("callback event")

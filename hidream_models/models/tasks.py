@@ -189,6 +189,14 @@ class ModelImageTask(models.Model):
     attempts = models.PositiveIntegerField(
         default=0, help_text=_("Submit attempts made so far."), verbose_name=_("attempts")
     )
+    claim = models.PositiveIntegerField(
+        default=0,
+        help_text=_(
+            "Fencing number: raised each time a worker claims the task to send it; a worker "
+            "whose number is no longer current can neither send nor record."
+        ),
+        verbose_name=_("claim"),
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
         on_delete=models.SET_NULL,
