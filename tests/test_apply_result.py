@@ -132,7 +132,8 @@ def test_callback_before_submit_reply_is_kept(task):
     # The late submit reply must not move it back to "submitted".
     from hidream_models.client import SubmitResult
 
-    services.submission._record_submission(task.pk, SubmitResult("r-1", ("a", "b", "c"), "q"))
+    claimed = ModelImageTask.objects.get(pk=task.pk)
+    services.submission._record_submission(claimed, SubmitResult("r-1", ("a", "b", "c"), "q"))
     task.refresh_from_db()
     assert task.status == TaskStatus.PROCESSING
     assert task.images.count() == 3

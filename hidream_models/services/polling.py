@@ -31,6 +31,7 @@ from ..models import (
     ModelImageTask,
     TaskStatus,
 )
+from . import transitions
 from .callbacks import apply_unapplied_callbacks
 from .clients import get_client
 from .limits import lease_seconds
@@ -76,7 +77,8 @@ def sync_task(task_id) -> ApplyOutcome | None:
         with get_client() as client:
             payload = client.get_model_image_result(task.remote_task_id)
     except (HiDreamError, ImproperlyConfigured) as exc:
-        ModelImageTask.objects.filter(pk=task.pk).update(
+        # Only while still waiting: a callback may have finished the task meanwhile.
+        ModelImageTask.objects.filter(pk=task.pk, status__in=REMOTE_TASK_STATUSES).update(
             last_polled_at=timezone.now(),
             error_code=exc.code if isinstance(exc, HiDreamAPIError) else None,
             error_message=_("Polling failed, will try again: %(error)s") % {"error": exc},
@@ -97,10 +99,10 @@ def expire_overdue_tasks(now=None) -> int:
         "HiDream sent no result within %(minutes)s minutes (HIDREAM_TASK_DEADLINE), so the "
         "task was given up."
     ) % {"minutes": minutes}
-    expired = ModelImageTask.objects.filter(
-        status=TaskStatus.QUEUED, created_at__lt=deadline
-    ).update(
-        status=TaskStatus.FAILED,
+    expired = transitions.move_all(
+        ModelImageTask.objects.filter(created_at__lt=deadline),
+        TaskStatus.FAILED,
+        expected=[TaskStatus.QUEUED],
         finished_at=now,
         error_message=_(
             "Could not be sent to HiDream within %(minutes)s minutes (HIDREAM_TASK_DEADLINE)."
@@ -114,7 +116,8 @@ def expire_overdue_tasks(now=None) -> int:
         with transaction.atomic():
             task = ModelImageTask.objects.select_for_update().get(pk=task_id)
             if task.status not in REMOTE_TASK_STATUSES:
-                continue
+                continue  # finished since the list was read
+            read_status = task.status
             images = list(task.images.select_for_update())
             known = {image.sub_task_id for image in images}
             for position, sub_task_id in enumerate(task.sub_task_ids):
@@ -134,7 +137,7 @@ def expire_overdue_tasks(now=None) -> int:
                 settle_status(task, images, expected=len(images))
             if task.status == TaskStatus.FAILED:
                 task.error_message = reason
-            task.save()
+            transitions.save_locked(task, read_status)
             expired += 1
     return expired
 
@@ -211,19 +214,31 @@ def recover_interrupted_work(now=None) -> int:
     recovered = 0
     stuck = ModelImageTask.objects.filter(
         status=TaskStatus.SUBMITTING, updated_at__lt=stale_before
-    ).values_list("pk", "updated_at", "request_sent_at")
-    for task_id, claimed_at, sent_at in list(stuck):
+    ).values_list("pk", "claim", "updated_at", "request_sent_at")
+    for task_id, claim, claimed_at, sent_at in list(stuck):
+        # Each move holds to the claim read here: a worker that moved on since (or a sweep
+        # running beside this one) wins, and the move takes the claim over, so the worker,
+        # should it wake up, can neither send nor record.
         if sent_at and sent_at >= claimed_at:
             moved = mark_unconfirmed(
-                task_id, _("the worker stopped while waiting for HiDream's answer")
+                task_id,
+                _("the worker stopped while waiting for HiDream's answer"),
+                claim=claim,
+                take_over=True,
             )
         else:
             from ..tasks import submit_model_image
 
             with transaction.atomic():
-                moved = ModelImageTask.objects.filter(
-                    pk=task_id, status=TaskStatus.SUBMITTING
-                ).update(status=TaskStatus.QUEUED, updated_at=now)
+                # Never sent: unless the worker marked it sent since the list was read.
+                moved = transitions.move(
+                    task_id,
+                    TaskStatus.QUEUED,
+                    expected=[TaskStatus.SUBMITTING],
+                    fence=claim,
+                    take_over=True,
+                    where=Q(request_sent_at__isnull=True) | Q(request_sent_at__lt=claimed_at),
+                )
                 if moved:
                     enqueue_after_commit(submit_model_image, str(task_id))
         recovered += bool(moved)

@@ -36,6 +36,7 @@ from ..payloads import (
     is_success_status,
 )
 from ..signals import image_ready, send_after_commit, task_finished
+from . import transitions
 from .scheduling import backoff_seconds, enqueue_after_commit
 
 logger = logging.getLogger(__name__)
@@ -62,8 +63,11 @@ def apply_result(task_id, payload: TaskResultPayload, *, source: str) -> ApplyOu
                 _("The result is for HiDream task %(theirs)s, but this task is %(ours)s.")
                 % {"theirs": payload.task_id, "ours": task.remote_task_id}
             )
-        if task.status == TaskStatus.QUEUED:
+        if task.status == TaskStatus.QUEUED and not task.request_sent_at:
             raise PayloadError(_("This task has not been submitted yet."))
+        # Queued but sent before (to be sent again after a lost answer): HiDream has it after
+        # all, so the result is adopted and the resend, finding it no longer queued, is off.
+        read_status = task.status
         if task.is_final:
             # The common duplicate (HiDream retries, polls after a callback): nothing can
             # change, so touch one column instead of locking and rewriting every picture.
@@ -98,7 +102,7 @@ def apply_result(task_id, payload: TaskResultPayload, *, source: str) -> ApplyOu
             task.last_polled_at = now
         if not task.is_final:
             changed |= settle_status(task, list(images.values()))
-        task.save()
+        transitions.save_locked(task, read_status)
         from ..tasks import download_generated_image
 
         for image in to_download:
@@ -174,7 +178,12 @@ def settle_status(
             }
         task.finished_at = timezone.now()
         send_after_commit(task_finished, ModelImageTask, task=task)
-    elif task.status in (TaskStatus.SUBMITTING, TaskStatus.UNCONFIRMED, TaskStatus.SUBMITTED):
+    elif task.status in (
+        TaskStatus.QUEUED,
+        TaskStatus.SUBMITTING,
+        TaskStatus.UNCONFIRMED,
+        TaskStatus.SUBMITTED,
+    ):
         task.status = TaskStatus.PROCESSING
     return task.status != before
 
@@ -245,6 +254,7 @@ def _finish_image(
             send_after_commit(image_ready, GeneratedImage, image=image)
         image.save()
         if task.status not in FINAL_TASK_STATUSES:
+            read_status = task.status
             settle_status(task, list(task.images.all()))
-            task.save()
+            transitions.save_locked(task, read_status)
     return image.status

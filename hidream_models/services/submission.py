@@ -1,7 +1,9 @@
 """Submitting a queued task to HiDream, exactly once.
 
-The task row is claimed under a row lock (``queued → submitting``) so two workers racing on
-one task make one HTTP submit. Before sending, the task books its turn with the pacer and
+The task is claimed (``queued → submitting``) by a compare-and-set that raises its claim
+number (``transitions``), so two workers racing on one task make one HTTP submit, and every
+later step is fenced by that number: a worker whose claim the sweep took over (it outlived
+its lease) neither sends nor records. Before sending, the task books its turn with the pacer and
 takes a concurrent-request slot (``limits``); without either it goes back to the queue for
 later, using up no attempt. What happens next depends on how the call ended:
 
@@ -41,6 +43,7 @@ from ..exceptions import (
 from ..images import ImageProblem, prepare_source
 from ..models import GeneratedImage, ModelImageTask, TaskStatus
 from ..signals import send_after_commit, task_finished, task_submitted
+from . import transitions
 from .clients import get_client
 from .limits import book_submission, release_booking, request_slot
 from .scheduling import backoff_seconds, enqueue_after_commit
@@ -63,16 +66,8 @@ def callback_url(task: ModelImageTask) -> str | None:
 
 
 def claim_for_submission(task_id) -> ModelImageTask | None:
-    """Move a queued task to ``submitting`` under a row lock; None if someone else has it."""
-    with transaction.atomic():
-        task = ModelImageTask.objects.select_for_update().filter(pk=task_id).first()
-        if task is None or task.status != TaskStatus.QUEUED:
-            return None
-        task.status = TaskStatus.SUBMITTING
-        task.attempts += 1
-        task.next_attempt_at = None
-        task.save(update_fields=["status", "attempts", "next_attempt_at", "updated_at"])
-    return task
+    """Move a queued task to ``submitting`` with a new claim; None if someone else has it."""
+    return transitions.claim(task_id)
 
 
 def submit_task(task_id) -> str | None:
@@ -94,7 +89,7 @@ def submit_task(task_id) -> str | None:
         raise
 
 
-def _submit_claimed(task: ModelImageTask) -> str:
+def _submit_claimed(task: ModelImageTask) -> str | None:
     # Pace first: a task whose turn has not come goes back to the queue until then.
     send_at = book_submission(task.pk, task.image_count)
     if send_at > timezone.now() + PACING_TOLERANCE:
@@ -110,8 +105,11 @@ def _submit_claimed(task: ModelImageTask) -> str:
     with request_slot() as got_slot:
         if not got_slot:  # all concurrent requests in use: come back in a moment
             return _defer(task, timezone.now() + timedelta(seconds=random.uniform(0.3, 1.5)))
-        # Written before sending: a worker that dies after this line may have sent it.
-        ModelImageTask.objects.filter(pk=task.pk).update(request_sent_at=timezone.now())
+        # Written before sending: a worker that dies after this line may have sent it. The
+        # fence: a worker whose claim was taken over (it outlived its lease) stops here.
+        if not transitions.still_holds(task, request_sent_at=timezone.now()):
+            release_booking(task.pk)
+            return None
         try:
             with get_client() as client:
                 result = client.submit_model_image(
@@ -125,7 +123,7 @@ def _submit_claimed(task: ModelImageTask) -> str:
             return _fail(task, _("Not sent, HiDream's rules refuse it: %(error)s") % {"error": exc})
         except HiDreamTimeoutError as exc:
             if exc.request_sent:
-                return _mark_unconfirmed(task, exc)
+                return mark_unconfirmed(task.pk, str(exc), claim=task.claim)
             release_booking(task.pk)
             return _retry_or_fail(task, exc)
         except HiDreamHTTPError as exc:
@@ -140,50 +138,56 @@ def _submit_claimed(task: ModelImageTask) -> str:
             return _fail(task, str(exc), code=exc.code)
         except HiDreamResponseError as exc:
             # HTTP 200 but no readable envelope: HiDream may well have accepted it.
-            return _mark_unconfirmed(task, exc)
+            return mark_unconfirmed(task.pk, str(exc), claim=task.claim)
         except HiDreamError as exc:
             if exc.transient:
                 return _retry_or_fail(task, exc)
             return _fail(task, str(exc))
-    return _record_submission(task.pk, result)
+    return _record_submission(task, result)
 
 
-def _defer(task: ModelImageTask, when) -> str:
+def _defer(task: ModelImageTask, when, **fields) -> str | None:
     """Back to the queue until ``when``, without using up an attempt (pacing, busy slots)."""
     from ..tasks import submit_model_image
 
     with transaction.atomic():
-        ModelImageTask.objects.filter(pk=task.pk).update(
-            status=TaskStatus.QUEUED,
+        if not transitions.move(
+            task.pk,
+            TaskStatus.QUEUED,
+            expected=[TaskStatus.SUBMITTING],
+            fence=task.claim,
             attempts=max(0, task.attempts - 1),
             next_attempt_at=when,
-            updated_at=timezone.now(),
-        )
+            **fields,
+        ):
+            return None
         enqueue_after_commit(
             submit_model_image, str(task.pk), delay=(when - timezone.now()).total_seconds()
         )
     return TaskStatus.QUEUED
 
 
-def _throttled(task: ModelImageTask, exc: HiDreamHTTPError) -> str:
+def _throttled(task: ModelImageTask, exc: HiDreamHTTPError) -> str | None:
     """HiDream said 429 (nothing was done): wait as it asks, without using up an attempt."""
     delay = backoff_seconds(1, exc.retry_after) + random.uniform(0, 0.5)
-    ModelImageTask.objects.filter(pk=task.pk).update(
-        error_message=_("HiDream is throttling this account; it will be sent again.")
-    )
     logger.info("Task %s throttled by HiDream; again in %.1f s", task.pk, delay)
-    return _defer(task, timezone.now() + timedelta(seconds=delay))
+    return _defer(
+        task,
+        timezone.now() + timedelta(seconds=delay),
+        error_message=_("HiDream is throttling this account; it will be sent again."),
+    )
 
 
 def _image_value(task: ModelImageTask) -> str:
+    # Not task.save(): that would write every column read at the claim, status included,
+    # over whatever another process did since.
     if task.source_url:
-        task.source_mode = "url"
-        task.save(update_fields=["source_mode", "updated_at"])
+        ModelImageTask.objects.filter(pk=task.pk).update(source_mode="url")
         return task.source_url
     prepared = prepare_source(task.source_image.name, task.source_image.storage)
-    task.source_mode = prepared.mode
-    task.source_sha256 = prepared.sha256
-    task.save(update_fields=["source_mode", "source_sha256", "updated_at"])
+    ModelImageTask.objects.filter(pk=task.pk).update(
+        source_mode=prepared.mode, source_sha256=prepared.sha256
+    )
     return prepared.value
 
 
@@ -199,19 +203,44 @@ def _mask_value(task: ModelImageTask) -> str | None:
         ) from exc
 
 
-def _record_submission(task_id, result: SubmitResult) -> str:
+def _record_submission(claimed: ModelImageTask, result: SubmitResult) -> str | None:
+    """Record HiDream's acceptance, unless another worker holds the task now.
+
+    With this worker's claim still current, it is recorded; a callback may have beaten the
+    reply and moved the task on already, so the ids are recorded and the status stays.
+
+    A worker whose claim was taken over records nothing over another's claim. One case is
+    kept, as a fact no other path could learn: the sweep gave the task up as unconfirmed (or
+    queued it to be sent again) and nobody holds it since, so the acceptance is recorded
+    (``submitted``), and the resend, which would be billed a second time, is off.
+    """
     with transaction.atomic():
-        task = ModelImageTask.objects.select_for_update().get(pk=task_id)
+        task = ModelImageTask.objects.select_for_update().get(pk=claimed.pk)
+        given_up = (
+            task.status in (TaskStatus.UNCONFIRMED, TaskStatus.QUEUED) and not task.remote_task_id
+        )
+        if task.claim != claimed.claim and not given_up:
+            logger.warning(
+                "Task %s: HiDream accepted it as %s, but this worker's claim %s was taken over "
+                "(now %s, %s): not recorded; its callback, if one comes, still reaches the task",
+                task.pk,
+                result.task_id,
+                claimed.claim,
+                task.claim,
+                task.status,
+            )
+            return None
+        read_status = task.status
         task.remote_task_id = result.task_id
         task.request_id = result.request_id
         task.sub_task_ids = list(result.sub_task_ids)
         task.submitted_at = task.submitted_at or timezone.now()
         task.error_code = None
         task.error_message = ""
-        # A callback may have beaten the submit's reply: never move such a task back.
-        if task.status in (TaskStatus.SUBMITTING, TaskStatus.UNCONFIRMED):
+        if task.status in (TaskStatus.SUBMITTING, TaskStatus.UNCONFIRMED, TaskStatus.QUEUED):
             task.status = TaskStatus.SUBMITTED
-        task.save()
+            task.next_attempt_at = None
+        transitions.save_locked(task, read_status)
         GeneratedImage.objects.bulk_create(
             [
                 GeneratedImage(task=task, sub_task_id=sub_task_id, position=position)
@@ -224,27 +253,32 @@ def _record_submission(task_id, result: SubmitResult) -> str:
     return task.status
 
 
-def _fail(task: ModelImageTask, message: str, *, code: int | None = None) -> str:
+def _fail(task: ModelImageTask, message: str, *, code: int | None = None) -> str | None:
+    """A claimed task that cannot be sent, or that HiDream refused: ``failed``, final."""
     with transaction.atomic():
-        task = ModelImageTask.objects.select_for_update().get(pk=task.pk)
-        task.status = TaskStatus.FAILED
-        task.error_code = code
-        task.error_message = message
-        task.finished_at = timezone.now()
-        task.save()
+        if not transitions.move(
+            task.pk,
+            TaskStatus.FAILED,
+            expected=[TaskStatus.SUBMITTING],
+            fence=task.claim,
+            error_code=code,
+            error_message=message,
+            finished_at=timezone.now(),
+        ):
+            return None
+        task = ModelImageTask.objects.get(pk=task.pk)
         send_after_commit(task_finished, ModelImageTask, task=task)
     logger.warning("Task %s failed: %s", task.pk, message)
     return task.status
 
 
-def _mark_unconfirmed(task: ModelImageTask, exc: Exception) -> str:
-    return mark_unconfirmed(task.pk, str(exc))
-
-
-def mark_unconfirmed(task_id, reason: str) -> str:
+def mark_unconfirmed(task_id, reason: str, *, claim: int, take_over: bool = False) -> str | None:
     """The request may have reached HiDream but no answer came: never resend it silently.
 
     With ``HIDREAM_RESEND_UNCONFIRMED`` the shop has chosen otherwise: it is queued again.
+    Only while ``claim`` is the task's claim: a callback that already moved the task on, or
+    a sweep that took it over, wins. ``take_over`` (the sweep) fences out the worker that
+    held ``claim``. Returns the new status, or None when the task was not moved.
     """
     attempts = ModelImageTask.objects.filter(pk=task_id).values_list("attempts", flat=True).first()
     if hidream_settings.RESEND_UNCONFIRMED and (attempts or 0) < hidream_settings.MAX_ATTEMPTS:
@@ -255,29 +289,39 @@ def mark_unconfirmed(task_id, reason: str) -> str:
         message = _(
             "No answer came (%(error)s); sent again because HIDREAM_RESEND_UNCONFIRMED is on."
         ) % {"error": reason}
-        release_booking(task_id)
         with transaction.atomic():
-            ModelImageTask.objects.filter(pk=task_id).update(
-                status=TaskStatus.QUEUED,
+            if not transitions.move(
+                task_id,
+                TaskStatus.QUEUED,
+                expected=[TaskStatus.SUBMITTING],
+                fence=claim,
+                take_over=take_over,
                 error_message=message,
                 next_attempt_at=timezone.now() + timedelta(seconds=delay),
-                updated_at=timezone.now(),
-            )
+            ):
+                return None
             enqueue_after_commit(submit_model_image, str(task_id), delay=delay)
+        release_booking(task_id)
         return TaskStatus.QUEUED
     message = _(
         "The request was sent but HiDream did not confirm it (%(error)s). It may still be "
         "generating, and billed. It is not resent automatically: use “Refresh” later, or "
         "“Retry” to send it again knowingly."
     ) % {"error": reason}
-    ModelImageTask.objects.filter(pk=task_id).update(
-        status=TaskStatus.UNCONFIRMED, error_message=message, updated_at=timezone.now()
-    )
+    if not transitions.move(
+        task_id,
+        TaskStatus.UNCONFIRMED,
+        expected=[TaskStatus.SUBMITTING],
+        fence=claim,
+        take_over=take_over,
+        error_message=message,
+    ):
+        return None
     logger.warning("Task %s is unconfirmed: %s", task_id, reason)
     return TaskStatus.UNCONFIRMED
 
 
-def _retry_or_fail(task: ModelImageTask, exc: HiDreamError) -> str:
+def _retry_or_fail(task: ModelImageTask, exc: HiDreamError) -> str | None:
     if task.attempts >= hidream_settings.MAX_ATTEMPTS:
         return _fail(
             task,
@@ -287,16 +331,19 @@ def _retry_or_fail(task: ModelImageTask, exc: HiDreamError) -> str:
         )
     retry_after = exc.retry_after if isinstance(exc, HiDreamHTTPError) else None
     delay = backoff_seconds(task.attempts, retry_after)
+    from ..tasks import submit_model_image
+
     with transaction.atomic():
-        ModelImageTask.objects.filter(pk=task.pk).update(
-            status=TaskStatus.QUEUED,
+        if not transitions.move(
+            task.pk,
+            TaskStatus.QUEUED,
+            expected=[TaskStatus.SUBMITTING],
+            fence=task.claim,
             error_message=_("Attempt %(n)s failed, will retry: %(error)s")
             % {"n": task.attempts, "error": exc},
             next_attempt_at=timezone.now() + timedelta(seconds=delay),
-            updated_at=timezone.now(),
-        )
-        from ..tasks import submit_model_image
-
+        ):
+            return None
         enqueue_after_commit(submit_model_image, str(task.pk), delay=delay)
     logger.info(
         "Task %s attempt %s failed (%s); retry in %.1f s", task.pk, task.attempts, exc, delay
