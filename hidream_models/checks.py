@@ -28,6 +28,7 @@ def check_hidream_settings(app_configs=None, **kwargs):
                 id="hidream_models.W001",
             )
         )
+    messages.extend(_check_throttle_cache())
     callback = hidream_settings.CALLBACK_BASE_URL
     if callback and not callback.startswith("https://") and not settings.DEBUG:
         messages.append(
@@ -48,3 +49,32 @@ def check_hidream_settings(app_configs=None, **kwargs):
             )
         )
     return messages
+
+
+# Caches that each process keeps to itself: a throttle counting there allows the rate once
+# per process (per gunicorn worker), or, for the dummy cache, never counts at all.
+PROCESS_LOCAL_CACHES = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
+
+
+def _check_throttle_cache() -> list:
+    if not hidream_settings.API_CREATE_RATE:
+        return []
+    alias = hidream_settings.THROTTLE_CACHE
+    backend = settings.CACHES[alias].get("BACKEND", "")
+    if backend not in PROCESS_LOCAL_CACHES:
+        return []
+    return [
+        Warning(
+            f"The API's throttle (HIDREAM_API_CREATE_RATE) counts in the cache {alias!r}, "
+            f"{backend.rsplit('.', 1)[-1]}, which each process keeps to itself: with several "
+            "web processes (gunicorn workers) the rate is allowed once per process.",
+            hint="Point HIDREAM_THROTTLE_CACHE at a cache all web processes share: Redis "
+            "(django.core.cache.backends.redis.RedisCache), Memcached, the database "
+            "(DatabaseCache, after manage.py createcachetable) or files on one machine "
+            "(FileBasedCache).",
+            id="hidream_models.W003",
+        )
+    ]

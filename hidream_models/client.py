@@ -7,6 +7,10 @@ retrying a POST that may have been accepted could generate, and bill, the pictur
 Slower retries (minutes) are the background jobs' business, see ``services``.
 
 Every reply is checked in this order: HTTP status, JSON, envelope, business ``code``.
+
+A ``request_gate`` (a context manager factory) is entered around every HTTP request: the
+services pass one that holds a concurrent-request slot (``services.limits``), so the plan's
+limit covers submits, polls and template pages alike.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import json
 import logging
 import re
 import secrets
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,7 +93,9 @@ class HiDreamClient:
         connect_timeout: float | None = None,
         read_timeout: float | None = None,
         http_retries: int = 2,
+        request_gate: Callable[[], AbstractContextManager] | None = None,
     ) -> None:
+        self._gate = request_gate or nullcontext
         self.base_url = (base_url or hidream_settings.BASE_URL).rstrip("/")
         self._token = token
         self.timeout = (
@@ -224,9 +232,10 @@ class HiDreamClient:
         url = f"{self.base_url}{path}"
         headers = {**(headers or {}), "Authorization": self._token_header()}
         try:
-            response = self.session.request(
-                method, url, headers=headers, timeout=self.timeout, **kwargs
-            )
+            with self._gate():  # may raise HiDreamBusyError: then nothing was sent
+                response = self.session.request(
+                    method, url, headers=headers, timeout=self.timeout, **kwargs
+                )
         except requests.ConnectTimeout as exc:
             raise HiDreamTimeoutError(
                 _("Could not connect to %(url)s within %(s)s s.")

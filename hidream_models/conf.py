@@ -60,8 +60,11 @@ SETTINGS: dict[str, Setting] = {
     "MAX_ATTEMPTS": Setting(
         5,
         int,
-        "Attempts per background job (submit, sync, download) on transient faults "
-        "(connection errors, 429, 5xx) before the work is marked failed.",
+        "Attempts on transient faults (connection errors, 429, 5xx): a submit or a "
+        "download is marked failed after this many, a callback that could not be applied "
+        "this often is marked error, and a sync pass stops polling after this many failed"
+        " polls in a row (the next pass goes on; HIDREAM_TASK_DEADLINE ends a task's "
+        "wait).",
         1,
     ),
     "RETRY_BACKOFF": Setting(
@@ -178,6 +181,13 @@ SETTINGS: dict[str, Setting] = {
         "Throttle of the API's create, bulk and retry endpoints per user (DRF rate like "
         "'60/min'); empty for none.",
     ),
+    "THROTTLE_CACHE": Setting(
+        "default",
+        str,
+        "The cache (an alias in CACHES) the API's throttles count in. It must be shared by "
+        "every web process (Redis, Memcached, the database or files), or each process counts "
+        "on its own: manage.py check warns (W003).",
+    ),
 }
 
 
@@ -251,6 +261,10 @@ class HiDreamSettings:
                     f"{full} = {value!r} cannot be imported: {exc}. Give the dotted path of a "
                     "HiDreamPublisher subclass, e.g. 'shop.publishing.GalleryPublisher'."
                 ) from None
+        if name == "THROTTLE_CACHE" and value not in settings.CACHES:
+            raise ImproperlyConfigured(
+                f"{full} must name a cache in CACHES ({', '.join(settings.CACHES)}); got {value!r}."
+            )
         if name == "API_CREATE_RATE" and value:
             from rest_framework.throttling import SimpleRateThrottle
 

@@ -100,6 +100,11 @@ class HiDreamTransportError(HiDreamError):
     transient = True
 
 
+class HiDreamBusyError(HiDreamTransportError):
+    """Every concurrent-request slot (``HIDREAM_MAX_CONCURRENT_REQUESTS``) stayed in use:
+    the request was not sent. Try again later."""
+
+
 class HiDreamTimeoutError(HiDreamTransportError):
     """The request went out but no answer came in time.
 

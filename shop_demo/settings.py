@@ -122,6 +122,9 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'demo.sqlite3'}")}
+# The API's throttle counts in the default cache, so it must be one every process shares:
+# files on this machine by default; CACHE_URL (e.g. redis://127.0.0.1:6379/1) for more.
+CACHES = {"default": env.cache_url("CACHE_URL", default=f"filecache://{VAR_DIR / 'cache'}")}
 # Keep connections between requests (PostgreSQL): a new one per request halves throughput.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

@@ -10,6 +10,10 @@ os.environ.setdefault("DEBUG", "true")
 from shop_demo.settings import *  # noqa: E402, F403
 from shop_demo.settings import env  # noqa: E402
 
+# Each test process counts throttles on its own (the tests clear it between tests); the
+# shared-cache check (W003) is tested with a shared cache of its own.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 DATABASES = {"default": env.db("DATABASE_URL", default="sqlite://:memory:")}
 TASKS = {"default": {"BACKEND": "tests.jobs.SharedDummyBackend"}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -10,12 +10,15 @@ them (API-REFERENCE §6). Two mechanisms keep the shop inside both, whatever run
   spread out, never failed.
 - **Concurrency** (``HIDREAM_MAX_CONCURRENT_REQUESTS``): each API call holds one of N leased
   slot rows (``request_slot``), taken with a single conditional UPDATE, so no transaction
-  stays open during the HTTP call. A lease expires by itself if its worker dies.
+  stays open during the HTTP call. A lease expires by itself if its worker dies. Every
+  request takes one: a submit through ``request_slot`` (it defers when all are busy), a poll
+  or a template page through the client's gate, ``held_request_slot`` (it waits a while).
 """
 
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -23,8 +26,10 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from ..conf import hidream_settings
+from ..exceptions import HiDreamBusyError
 from ..models import HiDreamRateReservation, HiDreamRequestSlot
 
 _known_slots = 0  # slots this process has made sure exist
@@ -172,3 +177,33 @@ def request_slot():
             HiDreamRequestSlot.objects.filter(number=taken, holder=holder).update(
                 holder="", leased_until=None
             )
+
+
+#: How long a poll or a template page waits for a free slot before giving up for now.
+SLOT_WAIT_SECONDS = 30.0
+
+
+@contextmanager
+def held_request_slot(wait: float | None = None):
+    """Hold a concurrent-request slot while the block runs, waiting up to ``wait`` s (by
+    default ``SLOT_WAIT_SECONDS``) for one.
+
+    Raises ``HiDreamBusyError`` (nothing was sent) when none came free in time.
+    """
+    if wait is None:
+        wait = SLOT_WAIT_SECONDS
+    deadline = time.monotonic() + wait
+    while True:
+        with request_slot() as got:
+            if got:
+                yield
+                return
+        if time.monotonic() >= deadline:
+            raise HiDreamBusyError(
+                _(
+                    "All %(n)s concurrent HiDream requests (HIDREAM_MAX_CONCURRENT_REQUESTS) "
+                    "stayed in use for %(s)s s; not sent, it will be tried again."
+                )
+                % {"n": hidream_settings.MAX_CONCURRENT_REQUESTS, "s": round(wait)}
+            )
+        time.sleep(random.uniform(0.05, 0.25))

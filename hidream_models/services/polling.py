@@ -5,7 +5,9 @@ good (API-REFERENCE §5). One ``sync_pass`` therefore:
 
 1. fails tasks still unfinished at ``HIDREAM_TASK_DEADLINE``, saying so;
 2. polls the tasks whose callback is overdue (``HIDREAM_CALLBACK_GRACE`` after submission,
-   or right away when no callback URL is configured), at most every ``HIDREAM_POLL_INTERVAL``;
+   or right away when no callback URL is configured), at most every ``HIDREAM_POLL_INTERVAL``,
+   one at a time, each holding a concurrent-request slot; after ``HIDREAM_MAX_ATTEMPTS``
+   failed polls in a row, or a 429, it stops polling until the next pass;
 3. runs submissions and downloads whose retry is due but that no job is carrying (backends that
    cannot defer, or a lost enqueue).
 """
@@ -23,7 +25,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..conf import hidream_settings
-from ..exceptions import HiDreamAPIError, HiDreamError
+from ..exceptions import HiDreamAPIError, HiDreamError, HiDreamHTTPError
 from ..models import (
     REMOTE_TASK_STATUSES,
     GeneratedImage,
@@ -56,12 +58,14 @@ class SyncReport:
     downloads: int = 0
     recovered: int = 0
     errors: int = 0
+    polling_stopped: bool = False
 
     def __str__(self) -> str:
         return (
             f"polled {self.polled} (changed {self.changed}), expired {self.expired}, "
             f"submissions resumed {self.resubmitted}, downloads resumed {self.downloads}, "
             f"interrupted work recovered {self.recovered}, errors {self.errors}"
+            + (" (polling stopped: HiDream kept failing)" if self.polling_stopped else "")
         )
 
 
@@ -167,13 +171,28 @@ def sync_pass(now=None, *, limit: int = 500) -> SyncReport:
     now = now or timezone.now()
     report = SyncReport()
     report.expired = expire_overdue_tasks(now)
+    failures_in_a_row = 0
     for task_id in list(tasks_due_for_polling(now).values_list("pk", flat=True)[:limit]):
         report.polled += 1
         try:
             outcome = sync_task(task_id)
-        except HiDreamError:
+        except HiDreamError as exc:
             report.errors += 1
+            failures_in_a_row += 1
+            # HiDream is down or throttling: asking about the other tasks now only adds load
+            # (each poll holds a concurrent-request slot the submits need). The next pass
+            # goes on where this one stopped.
+            throttled = isinstance(exc, HiDreamHTTPError) and exc.status == 429
+            if throttled or failures_in_a_row >= hidream_settings.MAX_ATTEMPTS:
+                logger.warning(
+                    "Polling stopped for this pass after %s failed polls in a row: %s",
+                    failures_in_a_row,
+                    exc,
+                )
+                report.polling_stopped = True
+                break
             continue
+        failures_in_a_row = 0
         if outcome and outcome.changed:
             report.changed += 1
     report.recovered = recover_interrupted_work(now)

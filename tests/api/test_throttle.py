@@ -91,3 +91,24 @@ def test_reads_and_reviews_are_not_throttled(api, product, task_factory, image_f
         assert api.post(f"{IMAGES}{image.pk}/approve/").status_code == 200
     assert create(api, product).status_code == 201
     assert create(api, product).status_code == 429
+
+
+def test_the_throttle_counts_in_the_cache_the_setting_names(api, product, settings, tmp_path):
+    """A cache shared by processes (files here; Redis or the database in production) holds
+    the count, so a second web process sees the first one's requests."""
+    from django.core.cache import caches
+
+    settings.CACHES = {
+        **settings.CACHES,
+        "shared": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "throttle"),
+        },
+    }
+    settings.HIDREAM_THROTTLE_CACHE = "shared"
+    settings.HIDREAM_API_CREATE_RATE = "1/min"
+    assert create(api, product).status_code == 201
+    counted = [key for key in caches["shared"]._list_cache_files()]
+    assert counted, "the request was not counted in the shared cache"
+    caches["default"].clear()  # what another process's memory would hold: nothing
+    assert create(api, product).status_code == 429

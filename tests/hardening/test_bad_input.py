@@ -817,6 +817,7 @@ WRONG_SETTINGS = {
     "MAX_UPLOAD_BYTES": 0,
     "RESEND_UNCONFIRMED": "yes",
     "API_CREATE_RATE": "lots",
+    "THROTTLE_CACHE": "no-such-cache",
 }
 
 

@@ -194,7 +194,13 @@ def test_callback_base_url_may_be_empty_but_not_relative(settings):
 
 
 @pytest.fixture
-def good_config(settings):
+def good_config(settings, tmp_path):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(tmp_path / "cache"),
+        }
+    }
     settings.DEBUG = False
     settings.HIDREAM_API_TOKEN = SECRET
     settings.HIDREAM_CALLBACK_BASE_URL = "https://shop.example.com"
@@ -231,6 +237,27 @@ def test_no_w002_with_debug_on(good_config):
     good_config.HIDREAM_CALLBACK_BASE_URL = "http://127.0.0.1:8000"
     good_config.DEBUG = True
     assert "hidream_models.W002" not in check_ids(check_hidream_settings())
+
+
+@pytest.mark.parametrize("backend", ["locmem.LocMemCache", "dummy.DummyCache"])
+def test_w003_when_the_throttle_counts_in_a_per_process_cache(good_config, backend):
+    good_config.CACHES = {
+        **good_config.CACHES,
+        "local": {"BACKEND": f"django.core.cache.backends.{backend}"},
+    }
+    good_config.HIDREAM_THROTTLE_CACHE = "local"
+    messages = check_hidream_settings()
+    assert check_ids(messages) == ["hidream_models.W003"]
+    assert "'local'" in messages[0].msg and "HIDREAM_THROTTLE_CACHE" in messages[0].hint
+    good_config.HIDREAM_API_CREATE_RATE = ""  # no throttle, nothing to count
+    assert check_hidream_settings() == []
+
+
+def test_the_demo_shares_its_throttle_cache_between_processes():
+    from shop_demo import settings as demo
+
+    backend = demo.CACHES["default"]["BACKEND"]
+    assert backend == "django.core.cache.backends.filebased.FileBasedCache"
 
 
 def test_i001_when_callback_is_empty(good_config):
