@@ -185,7 +185,13 @@ _NOT_A_BRACKET = re.compile(r"[^\[\]{}]++")
 _DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
-class JSONTooDeep(ValueError):
+class UnreadableJSON(ValueError):
+    """JSON text whose values cannot be kept: NaN or Infinity, a number too large (or with
+    too many digits), nesting too deep. With ``json.JSONDecodeError`` and
+    ``UnicodeDecodeError``, every way ``read_json`` refuses a body."""
+
+
+class JSONTooDeep(UnreadableJSON):
     """The JSON nests arrays and objects deeper than ``MAX_JSON_DEPTH``."""
 
 
@@ -198,19 +204,20 @@ def _too_deep(text: str) -> bool:
 
 
 def _refuse_constant(name: str):
-    raise ValueError(f"{name} is not a JSON number")
+    raise UnreadableJSON(f"{name} is not a JSON number")
 
 
 def _finite_float(text: str) -> float:
     # 1e999 is valid JSON but becomes inf, which no jsonb column stores.
     value = float(text)
     if math.isinf(value):
-        raise ValueError(f"{text} is too large for a number")
+        raise UnreadableJSON(f"{text} is too large for a number")
     return value
 
 
 def read_json(raw: bytes | str) -> Any:
-    """``json.loads`` for what a stranger sent: every failure is a ``ValueError``.
+    """``json.loads`` for what a stranger sent: every failure is a ``ValueError``, and one of
+    ``json.JSONDecodeError``, ``UnicodeDecodeError`` or ``UnreadableJSON``.
 
     Refuses NaN, Infinity, numbers too large for a float (no database stores them in jsonb)
     and nesting deeper than ``MAX_JSON_DEPTH`` (``JSONTooDeep``). Strings come back as
@@ -228,6 +235,13 @@ def read_json(raw: bytes | str) -> Any:
         except RecursionError:
             # Only if the stack was nearly full already: the depth is checked above.
             pass
+        except (json.JSONDecodeError, UnreadableJSON):
+            raise
+        except ValueError:
+            # An integer past Python's limit on digits (sys.get_int_max_str_digits), the one
+            # other ValueError json.loads raises; named, so a caller can tell a body's fault
+            # from a bug. (A parse_int hook would say so too, but slows every number down.)
+            raise UnreadableJSON(gettext("A number has more digits than can be read.")) from None
     raise JSONTooDeep(
         gettext("Arrays and objects are nested more than %(max)s levels deep.")
         % {"max": MAX_JSON_DEPTH}
