@@ -30,7 +30,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 
 from .conf import hidream_settings
-from .logging import MASK
+from .logging import MASK, mask_callback_tokens
 from .models import CallbackOutcome
 from .payloads import strip_nul
 from .services.callbacks import (
@@ -48,8 +48,12 @@ SECRET_HEADERS = {"authorization", "cookie", "proxy-authorization", "x-api-key",
 
 
 def _clean_headers(request) -> dict[str, str]:
+    """The headers to keep: secrets dropped, and the callback token masked wherever a proxy
+    repeats the URL (``X-Original-URL``, ``X-Forwarded-Uri``, ``Referer``...)."""
     return {
-        key: value for key, value in request.headers.items() if key.lower() not in SECRET_HEADERS
+        key: mask_callback_tokens(value)
+        for key, value in request.headers.items()
+        if key.lower() not in SECRET_HEADERS
     }
 
 

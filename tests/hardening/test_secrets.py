@@ -285,6 +285,11 @@ def test_the_api_token_appears_nowhere(
                 sub_task_ids=["s1"],
                 submitted_at=timezone.now() - timedelta(minutes=5),
             )
+            # The tasks polled for the echoes before are done with: a pass stops polling at
+            # its first failure here (HIDREAM_MAX_ATTEMPTS = 1) and would not reach this one.
+            ModelImageTask.objects.filter(remote_task_id__startswith="remote-").exclude(
+                pk=polled.pk
+            ).update(status=TaskStatus.FAILED)
             if reply is not ECHO_500:  # a 5xx GET is retried with backoff: direct calls only
                 outputs[f"hidream_sync ({name})"] = _run("hidream_sync")
                 polled.refresh_from_db()
@@ -344,8 +349,10 @@ def test_callback_tokens_stay_out_of_api_output_and_logs(
     ).tasks
     run_jobs()
     wait_for(
-        lambda: CallbackEvent.objects.count() == 2
-        and "apply_received_callbacks" in [j.task.name for j in jobs.pending_jobs()],
+        lambda: (
+            CallbackEvent.objects.count() == 2
+            and "apply_received_callbacks" in [j.task.name for j in jobs.pending_jobs()]
+        ),
         message="both callbacks stored and queued",
     )
     run_jobs()
@@ -400,3 +407,28 @@ def test_a_rejected_callback_with_the_right_token_does_not_log_it(client, all_lo
     assert response.status_code == 400
     logs = {f"log record {i}": t for i, t in enumerate(_log_texts(all_logs))}
     assert _where(task.callback_token, logs) == []
+
+
+def test_a_proxy_header_repeating_the_callback_url_is_stored_masked(client):
+    """Proxies repeat the URL in headers (X-Original-URL, X-Forwarded-Uri, Referer): the stored
+    headers, which the admin shows, must not keep the token."""
+    from hidream_models.models import CallbackEvent
+
+    task = ModelImageTask.objects.create(
+        mode="prompt", prompt="p", status=TaskStatus.SUBMITTED, remote_task_id="r-1"
+    )
+    url = reverse(
+        "hidream_models:callback", kwargs={"task_id": task.pk, "token": task.callback_token}
+    )
+    body = '{"code": 0, "result": {"task_id": "r-1", "sub_task_results": []}}'
+    response = client.post(
+        url,
+        data=body,
+        content_type="application/json",
+        headers={"X-Original-URL": url, "Referer": f"https://proxy.example{url}?a=1"},
+    )
+    assert response.status_code == 200
+    event = CallbackEvent.objects.get(task=task)
+    stored = str(event.headers)
+    assert task.callback_token not in stored
+    assert f"/hidream/callback/{task.pk}/***/" in event.headers["X-Original-Url"]
