@@ -111,7 +111,7 @@ def _submit_claimed(task: ModelImageTask) -> str | None:
             release_booking(task.pk)
             return None
         try:
-            with get_client() as client:
+            with get_client(holding_slot=True) as client:
                 result = client.submit_model_image(
                     image=image,
                     mask=mask,
