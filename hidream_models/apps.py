@@ -12,4 +12,7 @@ class HiDreamModelsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the checks)
+        from . import (
+            checks,  # noqa: F401  (registers the checks)
+            signals,  # noqa: F401  (connects the delete hooks: no picture stranded)
+        )

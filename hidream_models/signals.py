@@ -11,6 +11,11 @@ task that sent it.
 ``image_published(image, target, user)``  the publisher put a picture on its product
                                           (target "gallery" or "main").
 ``image_unpublished(image, user)``        the publisher took it off again.
+
+The app also listens to Django's delete signals of its own models: a published picture (or a
+task with one) cannot be deleted until it is unpublished (``ProtectedError``: the storefront
+would keep an AI picture with nothing left to restore the original), and deleting a task or
+picture deletes, after the commit, the app's files it named that no other row names.
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ from __future__ import annotations
 import logging
 
 from django.db import transaction
+from django.db.models import ProtectedError
+from django.db.models.signals import post_delete, pre_delete
 from django.dispatch import Signal
+from django.utils.translation import gettext as _
 
 logger = logging.getLogger(__name__)
 
@@ -44,3 +52,48 @@ def send_after_commit(signal: Signal, sender: type, **kwargs) -> None:
                 )
 
     transaction.on_commit(send, robust=True)
+
+
+def refuse_deleting_published(sender, instance, **kwargs) -> None:
+    """``pre_delete`` of a picture: refuse while it is published. The row is read again under
+    a lock, so a publish that committed after the delete collected the picture still counts,
+    and one that comes later waits for the delete and finds no picture."""
+    published = list(
+        sender._default_manager.select_for_update()
+        .filter(pk=instance.pk)
+        .exclude(published_as="")
+        .values_list("pk", flat=True)
+    )
+    if published:
+        raise ProtectedError(
+            _(
+                "Picture #%(n)s of “%(product)s” is published on its product: unpublish it "
+                "before deleting it (the admin's “Unpublish and delete” does both)."
+            )
+            % {"n": instance.position + 1, "product": instance.task.product_label},
+            [instance],
+        )
+
+
+def delete_files_after_commit(sender, instance, **kwargs) -> None:
+    """``post_delete`` of a task or picture: its files of the app (results, uploads) go after
+    the commit, unless another row names them (a retry shares its original's upload)."""
+    from .files import delete_unreferenced_after_commit
+
+    names = [
+        getattr(instance, column).name
+        for column in ("file", "source_image", "mask")
+        if hasattr(instance, column)
+    ]
+    delete_unreferenced_after_commit(name for name in names if name)
+
+
+pre_delete.connect(
+    refuse_deleting_published,
+    sender="hidream_models.GeneratedImage",
+    dispatch_uid="hidream_models.refuse_deleting_published",
+)
+for _model in ("hidream_models.GeneratedImage", "hidream_models.ModelImageTask"):
+    post_delete.connect(
+        delete_files_after_commit, sender=_model, dispatch_uid=f"{_model}.delete_files"
+    )

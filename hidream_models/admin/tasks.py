@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy, ngettext
 from ..models import (
     FINAL_TASK_STATUSES,
     CallbackEvent,
+    CallbackOutcome,
     GeneratedImage,
     ImageStatus,
     ModelImageTask,
@@ -32,8 +33,11 @@ from ..services import (
     refresh_task,
     retry_task,
 )
+from ..services.callbacks import next_attempt_at
 from ..services.permissions import VIEW, require_task_product_permission
 from . import display
+from .callbacks import CallbackReapplyMixin
+from .deleting import UnpublishBeforeDeleteMixin
 from .review import HiDreamReviewAdminMixin, ReviewActionsMixin, can_review, review_choices
 
 GENERATE_PERMISSION = "hidream_models.generate"
@@ -90,12 +94,23 @@ class CallbackEventDisplay:
     def headers_text(self, event):
         return _raw_block(printable(json.dumps(event.headers, ensure_ascii=False, indent=2)))
 
+    @admin.display(description=CallbackEvent._meta.get_field("traceback").verbose_name)
+    def traceback_text(self, event):
+        return _raw_block(printable(event.traceback)) if event.traceback else "–"
+
+    @admin.display(description=gettext_lazy("Next attempt"))
+    def next_attempt(self, event):
+        """When the sweep tries it again (a ``received`` one that failed before)."""
+        if event.outcome != CallbackOutcome.RECEIVED or not event.attempts:
+            return "–"
+        return next_attempt_at(event.received_at, event.attempts)
+
 
 class CallbackEventInline(CallbackEventDisplay, ReadOnlyAdminMixin, admin.TabularInline):
     model = CallbackEvent
     extra = 0
     can_delete = False
-    fields = ("received_at", "outcome", "remote_addr", "error_text", "pretty_body")
+    fields = ("received_at", "outcome", "attempts", "remote_addr", "error_text", "pretty_body")
     readonly_fields = fields
     verbose_name_plural = gettext_lazy("Callbacks received (raw, read-only)")
     body_limit = 5000  # a task page lists every callback: the start of each is enough
@@ -110,7 +125,7 @@ class TaskChangeList(ChangeList):
 
 
 @admin.register(ModelImageTask)
-class ModelImageTaskAdmin(HiDreamReviewAdminMixin, admin.ModelAdmin):
+class ModelImageTaskAdmin(UnpublishBeforeDeleteMixin, HiDreamReviewAdminMixin, admin.ModelAdmin):
     """The task list and task page: status, pictures, what was sent, errors, callbacks."""
 
     change_list_template = "hidream_models/admin/task_change_list.html"
@@ -132,6 +147,7 @@ class ModelImageTaskAdmin(HiDreamReviewAdminMixin, admin.ModelAdmin):
         "retry_failed_tasks",
         "retry_failed_tasks_anyway",
         "resend_unconfirmed_tasks",
+        "unpublish_and_delete",
     )
     inlines = (CallbackEventInline,)
     fieldsets = (
@@ -420,7 +436,9 @@ class ModelImageTaskAdmin(HiDreamReviewAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(GeneratedImage)
-class GeneratedImageAdmin(ReviewActionsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class GeneratedImageAdmin(
+    UnpublishBeforeDeleteMixin, ReviewActionsMixin, ReadOnlyAdminMixin, admin.ModelAdmin
+):
     """Every generated picture, filterable by status, review state and publication."""
 
     list_display = (
@@ -440,6 +458,7 @@ class GeneratedImageAdmin(ReviewActionsMixin, ReadOnlyAdminMixin, admin.ModelAdm
         "approve_as_main",
         "reject_pictures",
         "unpublish_pictures",
+        "unpublish_and_delete",
     )
     search_fields = ("=sub_task_id", "task__product_label")
     list_select_related = ("task",)
@@ -457,10 +476,12 @@ class GeneratedImageAdmin(ReviewActionsMixin, ReadOnlyAdminMixin, admin.ModelAdm
 
 
 @admin.register(CallbackEvent)
-class CallbackEventAdmin(CallbackEventDisplay, ReadOnlyAdminMixin, admin.ModelAdmin):
-    """The callback log, read-only."""
+class CallbackEventAdmin(
+    CallbackReapplyMixin, CallbackEventDisplay, ReadOnlyAdminMixin, admin.ModelAdmin
+):
+    """The callback log, read-only; staff may apply a callback again (``CallbackReapplyMixin``)."""
 
-    list_display = ("received_at", "task", "outcome", "remote_addr")
+    list_display = ("received_at", "task", "outcome", "attempts", "remote_addr")
     list_filter = ("outcome",)
     search_fields = ("=task__id", "=task__remote_task_id")
     list_select_related = ("task",)
@@ -471,7 +492,10 @@ class CallbackEventAdmin(CallbackEventDisplay, ReadOnlyAdminMixin, admin.ModelAd
         "received_at",
         "remote_addr",
         "outcome",
+        "attempts",
+        "next_attempt",
         "error_text",
+        "traceback_text",  # to those who may apply it again (CallbackReapplyMixin)
         "headers_text",
         "pretty_body",
     )

@@ -244,13 +244,12 @@ class TaskViewSet(
             if errors:
                 return Response({"product": errors[0]}, status=status.HTTP_400_BAD_REQUEST)
             product = found[0]
-            image = product_image(product)
-            if not image:
+            name, why_not = services.product_photo(product, product_image(product))
+            if not name:
                 return Response(
-                    {"product": [_("This product has no image to send.")]},
-                    status=status.HTTP_400_BAD_REQUEST,
+                    {"product": [_cannot_send(why_not)]}, status=status.HTTP_400_BAD_REQUEST
                 )
-            return {"image_name": getattr(image, "name", image), "product": product}
+            return {"image_name": name, "product": product}
         kind, value = data["image"]
         return {"image_url": value} if kind == "url" else {"upload": value}
 
@@ -282,8 +281,9 @@ class TaskViewSet(
         data = serializer.validated_data
         found, errors = resolve_products(data["products"], request.user)
         for index, product in found.items():
-            if not product_image(product):
-                errors.setdefault(index, []).append(_("This product has no image to send."))
+            name, why_not = services.product_photo(product, product_image(product))
+            if not name:
+                errors.setdefault(index, []).append(_cannot_send(why_not))
         duplicates = _duplicate_indexes(data["products"])
         for index in duplicates:
             errors.setdefault(index, []).append(_("This product is listed twice."))
@@ -381,3 +381,8 @@ def _duplicate_indexes(references: list[str]) -> list[int]:
             duplicates.append(index)
         seen.setdefault(normal, index)
     return duplicates
+
+
+def _cannot_send(reason: str) -> str:
+    """The refusal of a product whose photo cannot be sent (``product_photo``'s reason)."""
+    return _("This product cannot be sent: %(reason)s.") % {"reason": reason}

@@ -28,6 +28,7 @@ from .creation import (
     create_tasks_for_products,
     enqueue_submissions,
     estimated_credits,
+    product_photo,
 )
 from .polling import SyncReport, sync_pass, sync_task
 from .publishing import approve_image, publish_image, reject_image, unpublish_image
@@ -56,6 +57,7 @@ __all__ = [
     "download_result",
     "enqueue_submissions",
     "estimated_credits",
+    "product_photo",
     "refresh_task",
     "retry_task",
     "review_image",

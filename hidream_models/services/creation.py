@@ -143,6 +143,29 @@ def _storage_name(value: Any) -> str:
     return getattr(value, "name", "") or ""
 
 
+def product_photo(product: Model, photo: Any) -> tuple[str, str]:
+    """The storage name of the product's own photo to send, and "" — or "" and why not.
+
+    ``photo`` is what the caller's photo hook found on the product (the admin's
+    ``hidream_image_field``, the API's ``HIDREAM_PRODUCT_MODELS`` field). A picture the app
+    made (published as the main image, say) is never sent back to HiDream: the publisher's
+    ``original_photo`` gives the product's own photo instead, or none, and then the product
+    is refused with the reason.
+    """
+    from ..publishing import original_photo
+
+    name = _storage_name(photo)
+    if not name:
+        return "", _("it has no image")
+    original = _storage_name(original_photo(product, photo))
+    if not original:
+        return "", _(
+            "its image is a picture made with HiDream, and the publisher gives back no "
+            "original photo of the product to send instead"
+        )
+    return original, ""
+
+
 def create_tasks_for_products(
     products: Iterable[Model],
     options: GenerationOptions,
@@ -165,9 +188,9 @@ def create_tasks_for_products(
     pending: list[ModelImageTask] = []
     content_types: dict[type, ContentType] = {}
     for product in products:
-        name = _storage_name(image_getter(product))
+        name, refusal = product_photo(product, image_getter(product))
         if not name:
-            report.skipped.append((product, _("it has no image")))
+            report.skipped.append((product, refusal))
             continue
         model = type(product)
         if model not in content_types:
@@ -205,9 +228,18 @@ def create_task_for_image(
     mask_name: str = "",
     preset=None,
 ) -> ModelImageTask:
-    """Create one task for an image already in storage (``image_name``) or at a URL."""
+    """Create one task for an image already in storage (``image_name``) or at a URL.
+
+    With a ``product``, ``image_name`` is its photo as a hook found it: a picture the app
+    made is replaced by the product's own photo (``product_photo``), or refused with
+    ``HiDreamValidationError`` on ``product``.
+    """
     if bool(image_name) == bool(image_url):
         raise ValueError("give exactly one of image_name and image_url")
+    if product is not None and image_name:
+        image_name, refusal = product_photo(product, image_name)
+        if refusal:
+            raise HiDreamValidationError({"product": [refusal]})
     fields: dict[str, Any] = {}
     if product is not None:
         fields["content_type"] = ContentType.objects.get_for_model(type(product))

@@ -30,8 +30,7 @@ def has_product_permission(user, model: type[Model], action: str) -> bool:
     opts = model._meta
     actions = (VIEW, CHANGE) if action == VIEW else (action,)
     return any(
-        user.has_perm(f"{opts.app_label}.{get_permission_codename(each, opts)}")
-        for each in actions
+        user.has_perm(f"{opts.app_label}.{get_permission_codename(each, opts)}") for each in actions
     )
 
 

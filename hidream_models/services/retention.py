@@ -3,20 +3,28 @@
 ``purge(older_than)`` deletes callback events older than the cut-off, failed tasks created
 before it together with their files, and API idempotency keys past
 ``HIDREAM_IDEMPOTENCY_KEY_TTL`` (forgotten already; this frees their rows). A task with a
-published picture is never deleted, nor is a product's own photo (only uploads the app stored
-itself are removed).
+published picture is never deleted, nor is a product's own photo (only files under the app's
+storage prefix are removed: a task's files go after the commit, as any deleted task's do,
+see ``signals``).
+
+It also sweeps orphans: files under ``HIDREAM_STORAGE_PREFIX`` that no row names (a copy of
+a publish rolled back by an outer transaction, a file whose delete failed, a task deleted by
+hand) and that were last modified more than ``orphans_older_than`` ago (an hour by default),
+so that a file being written right now, whose row is not committed yet, is never taken. A
+storage that cannot tell a file's modification time keeps all its files; an empty prefix
+turns the sweep off (the app could not tell its files from the shop's).
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import islice
 
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
+from .. import files as app_files
 from ..conf import hidream_settings
 from ..models import (
     CallbackEvent,
@@ -26,7 +34,8 @@ from ..models import (
     TaskStatus,
 )
 
-logger = logging.getLogger(__name__)
+#: Orphans younger than this are kept: their row may still be on its way.
+ORPHAN_GRACE = timedelta(hours=1)
 
 
 @dataclass
@@ -37,22 +46,34 @@ class PurgeReport:
     tasks: int = 0
     files: int = 0
     idempotency_keys: int = 0
+    orphans: int = 0
 
     def __str__(self) -> str:
         return (
             f"{self.callback_events} callback events, {self.tasks} failed tasks, {self.files} "
-            f"files, {self.idempotency_keys} expired idempotency keys"
+            f"files, {self.idempotency_keys} expired idempotency keys, {self.orphans} "
+            "orphaned files"
         )
 
 
-def _own_upload(name: str) -> bool:
-    """Files the app stored itself (uploads, masks), as opposed to the shop's product photos."""
-    prefix = hidream_settings.STORAGE_PREFIX.rstrip("/") + "/"
-    return bool(name) and name.startswith((prefix + "sources/", prefix + "masks/"))
+def orphan_files(older_than: datetime) -> list[str]:
+    """Files under the app's prefix, last modified before ``older_than``, that no row names."""
+    found: list[str] = []
+    candidates = app_files.app_files(older_than)
+    while chunk := list(islice(candidates, 500)):
+        named = app_files.referenced_files(chunk)
+        found.extend(name for name in chunk if name not in named)
+    return sorted(found)
 
 
-def purge(older_than: datetime, *, dry_run: bool = False) -> PurgeReport:
-    """Delete callback events and failed tasks older than ``older_than`` (see module doc)."""
+def purge(
+    older_than: datetime,
+    *,
+    dry_run: bool = False,
+    orphans_older_than: timedelta = ORPHAN_GRACE,
+) -> PurgeReport:
+    """Delete callback events and failed tasks older than ``older_than``, and orphaned files
+    older than ``orphans_older_than`` (see module doc)."""
     report = PurgeReport()
     events = CallbackEvent.objects.filter(received_at__lt=older_than)
     tasks = (
@@ -69,7 +90,7 @@ def purge(older_than: datetime, *, dry_run: bool = False) -> PurgeReport:
         name
         for pair in tasks.values_list("source_image", "mask")
         for name in pair
-        if _own_upload(name)
+        if app_files.is_app_file(name)
     }
     # A retry reuses its original's upload: keep any file a surviving task still names.
     kept = ModelImageTask.objects.exclude(pk__in=tasks.values("pk"))
@@ -84,15 +105,16 @@ def purge(older_than: datetime, *, dry_run: bool = False) -> PurgeReport:
     report.callback_events = events.count()
     report.tasks = tasks.count()
     report.files = len(files)
+    orphans = orphan_files(timezone.now() - orphans_older_than)
+    report.orphans = len(orphans)
     if dry_run:
         return report
     with transaction.atomic():
         expired_keys.delete()
         events.delete()
+        # Their files go after the commit (signals): a failed delete leaves a file, never a
+        # row naming a deleted one.
         ModelImageTask.objects.filter(pk__in=list(tasks.values_list("pk", flat=True))).delete()
-    for name in files:  # after the commit: a failed delete leaves a file, never a dangling row
-        try:
-            default_storage.delete(name)
-        except OSError as exc:
-            logger.warning("Could not delete %s: %s", name, exc)
+    # Named by no row when listed; deleted only if still so (a row may have come since).
+    app_files.delete_unreferenced(orphans)
     return report

@@ -1,24 +1,18 @@
 """The demo shop's publisher: approved pictures go to the product gallery or become the main
-image, each a copy of the generated file, flagged as AI-generated with alt text. Unpublishing
-restores exactly what was there (the previous main image comes back)."""
+image, each a copy of the generated file (``store_copy``: the app's, deleted after the
+unpublish commits), flagged as AI-generated with alt text. Unpublishing restores exactly what
+was there (the previous main image comes back), and while an AI picture is the main image
+``original_photo`` gives HiDream the photo it replaced."""
 
 from __future__ import annotations
 
-import posixpath
-
-from django.core.files.base import File
+from django.contrib.contenttypes.models import ContentType
 from django.db.models import Max
 
+from hidream_models.models import GeneratedImage, PublishTarget
 from hidream_models.publishing import HiDreamPublisher
 
 from .models import Product, ProductImage
-
-
-def _copy(image, folder: str) -> str:
-    storage = image.file.storage
-    with image.file.open("rb") as fh:
-        name = posixpath.join(folder, f"ai-{image.task_id}-{posixpath.basename(image.file.name)}")
-        return storage.save(name, File(fh, name=posixpath.basename(name)))
 
 
 class CatalogPublisher(HiDreamPublisher):
@@ -30,7 +24,7 @@ class CatalogPublisher(HiDreamPublisher):
             position = (product.gallery.aggregate(top=Max("position"))["top"] or 0) + 1
             item = ProductImage.objects.create(
                 product=product,
-                image=_copy(image, "products/gallery"),
+                image=self.store_copy(image),
                 position=position,
                 alt_text=self.alt_text(image),
                 ai_generated=True,
@@ -42,7 +36,7 @@ class CatalogPublisher(HiDreamPublisher):
             "previous_alt_text": product.image_alt_text,
             "previous_ai_generated": product.image_ai_generated,
         }
-        product.image.name = _copy(image, "products")
+        product.image.name = self.store_copy(image)
         product.image_alt_text = self.alt_text(image)
         product.image_ai_generated = True
         product.save(update_fields=["image", "image_alt_text", "image_ai_generated"])
@@ -50,13 +44,9 @@ class CatalogPublisher(HiDreamPublisher):
         return state
 
     def unpublish(self, image, state: dict) -> None:
+        # The copies themselves are the app's to delete, after the commit (see the contract).
         if "gallery_item" in state:
-            item = ProductImage.objects.filter(pk=state["gallery_item"]).first()
-            if item is not None:
-                stored = item.image.name
-                item.delete()
-                if stored:
-                    item.image.storage.delete(stored)
+            ProductImage.objects.filter(pk=state["gallery_item"]).delete()
             return
         product = Product.objects.select_for_update().filter(pk=image.task.object_id).first()
         if product is None:
@@ -67,5 +57,21 @@ class CatalogPublisher(HiDreamPublisher):
             product.image_alt_text = state.get("previous_alt_text", "")
             product.image_ai_generated = state.get("previous_ai_generated", False)
             product.save(update_fields=["image", "image_alt_text", "image_ai_generated"])
-        if published:
-            product.image.storage.delete(published)
+
+    def original_photo(self, product, photo):
+        """While a generated picture is the main image, the photo it replaced (kept in its
+        publication's state); the shop's own photo otherwise."""
+        name = getattr(photo, "name", photo) or ""
+        main_is_ai = isinstance(product, Product) and product.image_ai_generated
+        if main_is_ai and name and name == product.image.name:
+            live = (
+                GeneratedImage.objects.filter(
+                    published_as=PublishTarget.MAIN,
+                    task__content_type=ContentType.objects.get_for_model(Product),
+                    task__object_id=str(product.pk),
+                )
+                .values_list("publish_state", flat=True)
+                .first()
+            )
+            photo = (live or {}).get("previous_image") or None
+        return super().original_photo(product, photo)

@@ -10,6 +10,7 @@ import pytest
 from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.test import TestCase
 from django.utils import timezone
 
 from hidream_models import services
@@ -73,7 +74,9 @@ def event(task, age):
 
 def purge(*args) -> str:
     out = io.StringIO()
-    call_command("hidream_purge", *args, stdout=out, stderr=io.StringIO())
+    # A deleted task's files go once its deletion commits: run those hooks here.
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        call_command("hidream_purge", *args, stdout=out, stderr=io.StringIO())
     return out.getvalue()
 
 
