@@ -40,6 +40,7 @@ from .exceptions import (
     HiDreamTimeoutError,
     HiDreamTransportError,
 )
+from .logging import mask_callback_tokens
 from .payloads import PayloadError, TaskResultPayload, loads_json, parse_task_result
 from .rules import validate_model_image_request
 
@@ -54,18 +55,28 @@ INLINE_LIMIT = 64 * 1024
 _BASE64_CHARS = re.compile(r"[A-Za-z0-9+/=]*")
 
 
-class HiDreamRetry(Retry):
-    """urllib3 ``Retry`` that never repeats a POST HiDream may have acted upon.
+#: Longest ``Retry-After`` a GET waits for inside one call; a longer one ends the call (the
+#: job or the next poll comes back later), so no call outlives its slot's lease.
+MAX_IN_CALL_RETRY_AFTER = 5.0
 
-    GETs are retried on connection errors, read errors, 429 and 5xx. POSTs only on 429
-    (refused, nothing done) and on connection errors raised before the request was sent,
-    which urllib3 already treats as safe for every method.
+
+class HiDreamRetry(Retry):
+    """urllib3 ``Retry`` that never repeats a POST.
+
+    GETs are retried on connection errors, read errors, 429 and 5xx, waiting at most
+    ``MAX_IN_CALL_RETRY_AFTER`` for a ``Retry-After``. A POST is only retried on connection
+    errors raised before the request was sent, which urllib3 already treats as safe for every
+    method: a 429 goes back to the submit job, which defers the task and claims it afresh,
+    rather than send it again from a call the sweep may have given up on meanwhile.
     """
 
     def is_retry(self, method: str, status_code: int, has_retry_after: bool = False) -> bool:
         if method and method.upper() == "POST":
-            return status_code == 429 and self.total is not None and self.total > 0
+            return False
         return super().is_retry(method, status_code, has_retry_after)
+
+    def parse_retry_after(self, retry_after: str) -> float:
+        return min(super().parse_retry_after(retry_after), MAX_IN_CALL_RETRY_AFTER)
 
 
 @dataclass(frozen=True)
@@ -261,6 +272,13 @@ class HiDreamClient:
                 % {"url": self.base_url, "reason": _reason(exc)}
             ) from exc
         except requests.RequestException as exc:
+            if method == "POST":
+                # The reply broke off (a cut chunked body, say): HiDream had the request.
+                raise HiDreamTimeoutError(
+                    _("The answer of %(url)s broke off: %(reason)s")
+                    % {"url": self.base_url, "reason": _reason(exc)},
+                    request_sent=True,
+                ) from exc
             raise HiDreamTransportError(
                 _("Request to %(url)s failed: %(reason)s")
                 % {"url": self.base_url, "reason": _reason(exc)}
@@ -309,12 +327,13 @@ class HiDreamClient:
         return envelope
 
     def _scrub(self, text: str) -> str:
-        """Mask the token (as configured and as sent, i.e. stripped) in text meant for people."""
+        """Mask the token (as configured and as sent, i.e. stripped) in text meant for people,
+        and the callback token of any notify_url HiDream echoes back."""
         token = self._token if self._token is not None else hidream_settings.API_TOKEN
         for variant in {token, token.strip()}:
             if variant:
                 text = text.replace(variant, "***")
-        return text
+        return mask_callback_tokens(text)
 
 
 class JSONBody:

@@ -62,9 +62,9 @@ SETTINGS: dict[str, Setting] = {
         int,
         "Attempts on transient faults (connection errors, 429, 5xx): a submit or a "
         "download is marked failed after this many, a callback that could not be applied "
-        "this often is marked error, and a sync pass stops polling after this many failed"
-        " polls in a row (the next pass goes on; HIDREAM_TASK_DEADLINE ends a task's "
-        "wait).",
+        "this often (and for longer than HIDREAM_TASK_DEADLINE) is marked error, and a sync "
+        "pass stops polling after this many failed polls in a row (the next pass goes on; "
+        "HIDREAM_TASK_DEADLINE ends a task's wait).",
         1,
     ),
     "RETRY_BACKOFF": Setting(
@@ -115,7 +115,12 @@ SETTINGS: dict[str, Setting] = {
     "MAX_CALLBACK_BYTES": Setting(
         256 * 1024, int, "Largest callback body accepted; larger ones get HTTP 413.", 1024
     ),
-    "STORAGE_PREFIX": Setting("hidream", str, "Folder in default storage for result files."),
+    "STORAGE_PREFIX": Setting(
+        "hidream",
+        str,
+        "Folder in default storage for the app's files (results, uploads, published copies); "
+        "not empty: the app knows its own files by it, and never sends one as a product photo.",
+    ),
     "PRODUCT_MODELS": Setting(
         {},
         dict,
@@ -261,6 +266,11 @@ class HiDreamSettings:
                     f"{full} = {value!r} cannot be imported: {exc}. Give the dotted path of a "
                     "HiDreamPublisher subclass, e.g. 'shop.publishing.GalleryPublisher'."
                 ) from None
+        if name == "STORAGE_PREFIX" and not value.strip("/ "):
+            raise ImproperlyConfigured(
+                f"{full} must name a folder, like 'hidream'; got {value!r}. The app recognises "
+                "its own files (results, published copies) by it."
+            )
         if name == "THROTTLE_CACHE" and value not in settings.CACHES:
             raise ImproperlyConfigured(
                 f"{full} must name a cache in CACHES ({', '.join(settings.CACHES)}); got {value!r}."

@@ -76,11 +76,14 @@ class DownloadedImage:
     checked: CheckedImage
 
 
+def deadline_seconds() -> float:
+    """The longest one download may take, start to end (the sweep waits longer)."""
+    return max(MIN_DEADLINE_SECONDS, DEADLINE_READ_TIMEOUTS * hidream_settings.READ_TIMEOUT)
+
+
 def download_image(url: str, *, resolver: Resolver = resolve_host) -> DownloadedImage:
     """Download and verify one picture; raises ``HiDreamDownloadError`` on any problem."""
-    deadline = time.monotonic() + max(
-        MIN_DEADLINE_SECONDS, DEADLINE_READ_TIMEOUTS * hidream_settings.READ_TIMEOUT
-    )
+    deadline = time.monotonic() + deadline_seconds()
     pool, response = _get_following_checked_redirects(url, resolver)
     try:
         spool = _read_capped(response, url, deadline)

@@ -2,7 +2,9 @@
 
 Each request pops the next scripted reply: ``(status, headers, body, delay_seconds)``; when the
 script is empty the last reply repeats. A path in ``routes`` always gets its own reply instead.
-Requests are recorded as ``(method, path, headers, body)``.
+Requests are recorded as ``(method, path, headers, body)``. A reply whose headers hold
+``TRUNCATE: n`` declares its whole length but sends only its first ``n`` bytes, then closes the
+connection: an answer cut off on the way.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+TRUNCATE = "X-Stub-Truncate-After"
 
 
 class StubServer:
@@ -37,14 +41,20 @@ class StubServer:
                 if delay:
                     time.sleep(delay)
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+                headers = dict(headers)
+                cut = headers.pop(TRUNCATE, None)
                 try:
                     self.send_response(status)
                     for key, value in headers.items():
                         self.send_header(key, value)
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(data if cut is None else data[: int(cut)])
+                    if cut is not None:
+                        self.wfile.flush()
+                        self.close_connection = True
+                        self.connection.shutdown(2)
+                except (BrokenPipeError, ConnectionResetError, OSError):
                     pass
 
             do_GET = do_POST = _serve

@@ -20,6 +20,7 @@ import pytest
 from django.db import DatabaseError, IntegrityError, OperationalError, connection
 from django.db.models.signals import pre_save
 from django.urls import reverse
+from django.utils import timezone
 
 from hidream_models.models import (
     CallbackEvent,
@@ -124,7 +125,7 @@ def test_a_value_error_from_the_code_that_applies_it_is_no_invalid_body(task, mo
     assert callbacks.apply_received_callbacks() == 0
     event.refresh_from_db()
     assert event.outcome == CallbackOutcome.RECEIVED, event.error
-    assert event.attempts == 1 and "Attempt 1 of 5 failed" in event.error
+    assert event.attempts == 1 and "Attempt 1 failed" in event.error
     assert "ValueError: a bug in the shop's code" in event.traceback
     assert "buggy_apply_result" in event.traceback  # where it came from, for developers
 
@@ -212,7 +213,12 @@ def test_after_max_attempts_it_is_an_error_with_the_reason_and_the_sweep_stops(
     settings.HIDREAM_MAX_ATTEMPTS = 3
     settings.HIDREAM_RETRY_BACKOFF = 10
     settings.HIDREAM_RETRY_BACKOFF_MAX = 15
+    settings.HIDREAM_TASK_DEADLINE = 1  # and older than this: it came a minute ago
     event = store(task)
+    CallbackEvent.objects.filter(pk=event.pk).update(
+        received_at=timezone.now() - timedelta(minutes=1)
+    )
+    event.refresh_from_db()
     with failing(PICTURES, OperationalError("could not obtain lock")) as failures:
         callbacks.apply_received_callbacks()
         # Each attempt waits longer: 10 s, then 15 (the cap), counted from its arrival.
@@ -226,6 +232,23 @@ def test_after_max_attempts_it_is_an_error_with_the_reason_and_the_sweep_stops(
     assert "could not obtain lock" in event.traceback
     assert "given up" in caplog.text and task.callback_token not in caplog.text
     assert task.callback_token not in event.traceback + event.error
+
+
+def test_a_storage_outage_longer_than_the_attempts_does_not_end_the_callback(task, settings):
+    """Five quick failures (a minute of trouble) leave it waiting: HiDream does not send a
+    result again, so it is given up only once older than HIDREAM_TASK_DEADLINE too."""
+    settings.HIDREAM_MAX_ATTEMPTS = 2
+    settings.HIDREAM_TASK_DEADLINE = 3600
+    event = store(task)
+    with failing(PICTURES, OperationalError("could not obtain lock")):
+        callbacks.apply_received_callbacks()
+        for seconds in (60, 600, 1200):
+            callbacks.apply_unapplied_callbacks(after(event, seconds))
+    event.refresh_from_db()
+    assert event.attempts == 4 and event.outcome == CallbackOutcome.RECEIVED
+    assert event.error.startswith("Attempt 4 failed; it will be tried again")
+    assert callbacks.apply_unapplied_callbacks(after(event, 3600)) == 1  # the fault is gone
+    assert CallbackEvent.objects.get().outcome == CallbackOutcome.APPLIED
 
 
 def test_what_is_kept_of_a_failure_is_storable_and_bounded(task, monkeypatch):
@@ -259,7 +282,11 @@ def test_an_event_tried_since_the_caller_read_it_is_left_to_its_next_turn(task, 
 def failed_events(task, settings) -> dict[str, CallbackEvent]:
     """One event in each state staff may apply again, and an applied one."""
     settings.HIDREAM_MAX_ATTEMPTS = 1
+    settings.HIDREAM_TASK_DEADLINE = 1
     given_up = store(task)
+    CallbackEvent.objects.filter(pk=given_up.pk).update(
+        received_at=timezone.now() - timedelta(minutes=1)
+    )
     with failing(PICTURES, OperationalError("server closed the connection")):
         callbacks.apply_received_callbacks()
     invalid = store(task, body(task_id="someone-else"))

@@ -43,7 +43,7 @@ def test_503_then_success_is_retried_by_the_job(settings, make_product, run_jobs
     assert [method for method, *_ in stub.requests] == ["POST"] * 3
 
 
-def test_429_is_retried_in_process_honouring_retry_after(settings, make_product, run_jobs):
+def test_429_is_sent_again_by_the_job_honouring_retry_after(settings, make_product, run_jobs):
     replies = [(429, {**JSON, "Retry-After": "0"}, {"error": "slow down"}, 0), SUBMIT_OK]
     with StubServer(replies) as stub:
         settings.HIDREAM_BASE_URL = stub.url
@@ -135,3 +135,63 @@ def test_missing_token_fails_the_task_with_a_clear_message(settings, make_produc
     assert task.status == TaskStatus.FAILED
     assert "HIDREAM_API_TOKEN is not set" in task.error_message
     assert stub.requests == []
+
+
+# -- answers that may have been acted upon: unconfirmed, never sent again (#14 review) --------
+
+
+def test_an_answer_cut_off_mid_body_is_unconfirmed_never_sent_again(
+    settings, make_product, run_jobs
+):
+    from tests.stub_server import TRUNCATE
+
+    cut = (200, {**JSON, TRUNCATE: "10"}, SUBMIT_OK[2], 0)
+    with StubServer([cut, SUBMIT_OK]) as stub:
+        settings.HIDREAM_BASE_URL = stub.url
+        task = _queued_task(make_product)
+        run_jobs()
+    task.refresh_from_db()
+    assert task.status == TaskStatus.UNCONFIRMED, task.error_message
+    assert len(stub.requests) == 1  # HiDream had it: one request, one bill
+
+
+def test_a_gateway_timeout_on_submit_is_unconfirmed_never_sent_again(
+    settings, make_product, run_jobs
+):
+    with StubServer([(504, JSON, {"error": "upstream timed out"}, 0), SUBMIT_OK]) as stub:
+        settings.HIDREAM_BASE_URL = stub.url
+        task = _queued_task(make_product)
+        run_jobs()
+    task.refresh_from_db()
+    assert task.status == TaskStatus.UNCONFIRMED and len(stub.requests) == 1
+
+
+def test_a_long_retry_after_on_submit_goes_back_to_the_job_not_waited_in_the_call(
+    settings, make_product
+):
+    """A POST is never repeated inside one call: a 429 defers the task, whose next claim
+    sends it (fenced), rather than a call the sweep may have given up on meanwhile."""
+    replies = [(429, {**JSON, "Retry-After": "3600"}, {"error": "slow down"}, 0), SUBMIT_OK]
+    with StubServer(replies) as stub:
+        settings.HIDREAM_BASE_URL = stub.url
+        task = _queued_task(make_product)
+        assert services.submit_task(task.pk) == TaskStatus.QUEUED
+    assert len(stub.requests) == 1
+    task.refresh_from_db()
+    assert task.attempts == 0 and "throttling" in task.error_message
+
+
+def test_an_error_echoing_the_notify_url_keeps_the_callback_token_out_of_the_task(
+    settings, make_product, run_jobs
+):
+    settings.HIDREAM_CALLBACK_BASE_URL = "https://shop.example.com"
+    task = _queued_task(make_product)
+    url = services.callback_url(task)
+    echo = (400, JSON, {"error": f"notify_url {url} is not reachable"}, 0)
+    with StubServer([echo]) as stub:
+        settings.HIDREAM_BASE_URL = stub.url
+        run_jobs()
+    task.refresh_from_db()
+    assert task.status == TaskStatus.FAILED
+    assert task.callback_token not in task.error_message
+    assert f"/callback/{task.pk}/***" in task.error_message

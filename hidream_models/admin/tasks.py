@@ -196,6 +196,12 @@ class ModelImageTaskAdmin(UnpublishBeforeDeleteMixin, HiDreamReviewAdminMixin, a
         # Nothing here is for editing: it is a record of what was sent and received.
         return [field for fieldset in self.fieldsets for field in fieldset[1]["fields"]]
 
+    def save_model(self, request, obj, form, change):
+        # Every field is read-only, so "Save" has nothing to write; obj.save() would write
+        # the whole row as read when the page opened, status and claim included, over what
+        # a worker or callback did since (services/transitions.py moves the state).
+        pass
+
     class Media:
         css = ADMIN_CSS
 

@@ -188,14 +188,17 @@ class TaskViewSet(
         if claimed.replay is not None:
             return self._replay(claimed.replay)
         try:
-            response = work()
+            # The work and the key's result commit together: a process killed between the
+            # two would leave a task made and its key "running" until the key expires.
+            with transaction.atomic():
+                response = work()
+                if status.is_success(response.status_code):
+                    result = json.loads(json.dumps(response.data, cls=DjangoJSONEncoder))
+                    idempotency.record(claimed.row, response.status_code, {"body": result})
         except BaseException:
             idempotency.release(claimed.row)
             raise
-        if status.is_success(response.status_code):
-            result = json.loads(json.dumps(response.data, cls=DjangoJSONEncoder))
-            idempotency.record(claimed.row, response.status_code, {"body": result})
-        else:
+        if not status.is_success(response.status_code):
             idempotency.release(claimed.row)
         return response
 

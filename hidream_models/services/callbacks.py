@@ -21,7 +21,8 @@ What applying a callback can end in:
 - still ``received``: anything else went wrong (a database error, a lock timeout, storage, a
   bug). The attempt is counted (``CallbackEvent.attempts``) and its traceback kept; the
   sweep tries again with backoff (``next_attempt_at``), at most once per pass.
-- ``error`` (final): ``HIDREAM_MAX_ATTEMPTS`` attempts failed; the message says why.
+- ``error`` (final): ``HIDREAM_MAX_ATTEMPTS`` attempts failed, over ``HIDREAM_TASK_DEADLINE`` at
+  least; the message says why.
 
 Staff can apply an ``error``, ``invalid`` or ``received`` event again
 (``reapply_callback_event``, the admin's "Apply again"), say once the bug is fixed.
@@ -293,7 +294,9 @@ def _apply(
         )
         if attempts is not None:
             events = events.filter(attempts=attempts)
-        event = events.only("pk", "task_id", "body", "outcome", "error", "attempts").first()
+        event = events.only(
+            "pk", "task_id", "body", "outcome", "error", "attempts", "received_at"
+        ).first()
         if event is None:
             return None
         event.attempts += 1
@@ -329,7 +332,9 @@ def _apply(
 
 def _record_failure(event: CallbackEvent, exc: Exception) -> None:
     """Note a failed attempt on ``event`` (the caller saves): ``received`` again for the
-    sweep, or ``error`` once ``HIDREAM_MAX_ATTEMPTS`` attempts have failed.
+    sweep, or ``error`` once ``HIDREAM_MAX_ATTEMPTS`` attempts have failed and it is older
+    than ``HIDREAM_TASK_DEADLINE``: a storage or database outage of some minutes, which the
+    backoff spans in a few attempts, must not end a result that HiDream will not resend.
 
     What is kept is storable (``strip_nul``: an exception's text may quote the body) and
     masked like a log line (``mask_callback_tokens``), though nothing here knows the token.
@@ -338,11 +343,11 @@ def _record_failure(event: CallbackEvent, exc: Exception) -> None:
     text = "".join(traceback.format_exception(exc))
     event.traceback = mask_callback_tokens(strip_nul(text))[-TRACEBACK_CHARS:]
     limit = hidream_settings.MAX_ATTEMPTS
-    if event.attempts < limit:
+    age = (timezone.now() - event.received_at).total_seconds()
+    if event.attempts < limit or age < hidream_settings.TASK_DEADLINE:
         event.outcome = CallbackOutcome.RECEIVED
-        event.error = _("Attempt %(n)s of %(max)s failed; it will be tried again: %(error)s") % {
+        event.error = _("Attempt %(n)s failed; it will be tried again: %(error)s") % {
             "n": event.attempts,
-            "max": limit,
             "error": reason,
         }
         logger.warning(

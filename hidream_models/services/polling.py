@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..conf import hidream_settings
+from ..downloads import deadline_seconds
 from ..exceptions import HiDreamAPIError, HiDreamError, HiDreamHTTPError
 from ..models import (
     REMOTE_TASK_STATUSES,
@@ -33,6 +34,7 @@ from ..models import (
     ModelImageTask,
     TaskStatus,
 )
+from ..payloads import PayloadError
 from . import transitions
 from .callbacks import apply_unapplied_callbacks
 from .clients import get_client
@@ -91,7 +93,17 @@ def sync_task(task_id) -> ApplyOutcome | None:
         if isinstance(exc, ImproperlyConfigured):
             raise HiDreamError(str(exc)) from exc
         raise
-    return apply_result(task.pk, payload, source="poll")
+    try:
+        return apply_result(task.pk, payload, source="poll")
+    except PayloadError as exc:
+        # HiDream answered about another task, say: recorded for staff, polled again later.
+        ModelImageTask.objects.filter(pk=task.pk, status__in=REMOTE_TASK_STATUSES).update(
+            last_polled_at=timezone.now(),
+            error_message=_("HiDream's answer to a poll could not be applied: %(error)s")
+            % {"error": exc},
+        )
+        logger.warning("The poll of task %s could not be applied: %s", task.pk, exc)
+        return None
 
 
 def expire_overdue_tasks(now=None) -> int:
@@ -103,8 +115,22 @@ def expire_overdue_tasks(now=None) -> int:
         "HiDream sent no result within %(minutes)s minutes (HIDREAM_TASK_DEADLINE), so the "
         "task was given up."
     ) % {"minutes": minutes}
+    overdue_queued = ModelImageTask.objects.filter(created_at__lt=deadline)
+    # Sent before and queued to be sent again (its answer was lost): HiDream may have it, and
+    # may have billed it. Not "failed, never sent", which would invite a paid retry: unconfirmed.
     expired = transitions.move_all(
-        ModelImageTask.objects.filter(created_at__lt=deadline),
+        overdue_queued.filter(request_sent_at__isnull=False),
+        TaskStatus.UNCONFIRMED,
+        expected=[TaskStatus.QUEUED],
+        error_message=_(
+            "Sent to HiDream, but no answer came and it could not be sent again within "
+            "%(minutes)s minutes (HIDREAM_TASK_DEADLINE). It may have been generated, and "
+            "billed: “Retry” sends it again knowingly."
+        )
+        % {"minutes": minutes},
+    )
+    expired += transitions.move_all(
+        overdue_queued.filter(request_sent_at__isnull=True),
         TaskStatus.FAILED,
         expected=[TaskStatus.QUEUED],
         finished_at=now,
@@ -176,8 +202,12 @@ def sync_pass(now=None, *, limit: int = 500) -> SyncReport:
         report.polled += 1
         try:
             outcome = sync_task(task_id)
-        except HiDreamError as exc:
+        except Exception as exc:
             report.errors += 1
+            if not isinstance(exc, HiDreamError):
+                # One task's trouble (a database error, a bug) must not stop the sweep below.
+                logger.exception("Polling task %s failed", task_id)
+                continue
             failures_in_a_row += 1
             # HiDream is down or throttling: asking about the other tasks now only adds load
             # (each poll holds a concurrent-request slot the submits need). The next pass
@@ -206,15 +236,31 @@ def sync_pass(now=None, *, limit: int = 500) -> SyncReport:
         status=TaskStatus.QUEUED, next_attempt_at__lte=cutoff
     ).values_list("pk", flat=True)[:limit]
     for task_id in list(due_submits):
-        if submit_task(task_id) is not None:
-            report.resubmitted += 1
+        report.resubmitted += _run_one(submit_task, task_id, report)
     due_downloads = GeneratedImage.objects.filter(
         status=ImageStatus.DOWNLOADING, next_attempt_at__lte=cutoff
     ).values_list("pk", flat=True)[:limit]
     for image_id in list(due_downloads):
-        if download_result(image_id) is not None:
-            report.downloads += 1
+        report.downloads += _run_one(download_result, image_id, report)
     return report
+
+
+def _run_one(work, object_id, report: SyncReport) -> bool:
+    """Run one piece of the sweep's work; an exception is logged and counted, and the sweep
+    goes on with the next. True if it did something."""
+    try:
+        return work(object_id) is not None
+    except Exception:
+        logger.exception("%s(%s) failed in the sweep", work.__name__, object_id)
+        report.errors += 1
+        return False
+
+
+def download_lease_seconds() -> float:
+    """How long a download may show no progress before the sweep starts it again: longer
+    than its own deadline allows, so the sweep never starts a second one beside one still
+    going (both would write the same file)."""
+    return max(lease_seconds(), deadline_seconds() + 30)
 
 
 def recover_interrupted_work(now=None) -> int:
@@ -231,9 +277,12 @@ def recover_interrupted_work(now=None) -> int:
     now = now or timezone.now()
     stale_before = now - timedelta(seconds=lease_seconds())
     recovered = 0
-    stuck = ModelImageTask.objects.filter(
-        status=TaskStatus.SUBMITTING, updated_at__lt=stale_before
-    ).values_list("pk", "claim", "updated_at", "request_sent_at")
+    # Stale: claimed, and (if it was) sent, longer ago than a request can take.
+    stuck = (
+        ModelImageTask.objects.filter(status=TaskStatus.SUBMITTING, updated_at__lt=stale_before)
+        .filter(Q(request_sent_at__isnull=True) | Q(request_sent_at__lt=stale_before))
+        .values_list("pk", "claim", "updated_at", "request_sent_at")
+    )
     for task_id, claim, claimed_at, sent_at in list(stuck):
         # Each move holds to the claim read here: a worker that moved on since (or a sweep
         # running beside this one) wins, and the move takes the claim over, so the worker,
@@ -261,8 +310,11 @@ def recover_interrupted_work(now=None) -> int:
                 if moved:
                     enqueue_after_commit(submit_model_image, str(task_id))
         recovered += bool(moved)
+    download_stale_before = now - timedelta(seconds=download_lease_seconds())
     stalled = GeneratedImage.objects.filter(
-        status=ImageStatus.DOWNLOADING, next_attempt_at__isnull=True, updated_at__lt=stale_before
+        status=ImageStatus.DOWNLOADING,
+        next_attempt_at__isnull=True,
+        updated_at__lt=download_stale_before,
     ).values_list("pk", flat=True)
     from ..tasks import download_generated_image
 

@@ -76,6 +76,9 @@ def apply_result(task_id, payload: TaskResultPayload, *, source: str) -> ApplyOu
             return ApplyOutcome(False, task.status)
         if not task.remote_task_id and payload.task_id:
             task.remote_task_id = payload.task_id  # the callback beat the submit's reply
+        # Adopted without the submit's answer: it counts as submitted from when it was sent,
+        # so polling and the deadline know about it should its last callback be lost.
+        task.submitted_at = task.submitted_at or task.request_sent_at or now
         images = {image.sub_task_id: image for image in task.images.select_for_update()}
         to_download: list[GeneratedImage] = []
         changed = False

@@ -130,6 +130,9 @@ def _submit_claimed(task: ModelImageTask) -> str | None:
             release_booking(task.pk)
             if exc.status == 429:
                 return _throttled(task, exc)
+            if exc.status == 504:
+                # A gateway gave up waiting for HiDream, which had the request by then.
+                return mark_unconfirmed(task.pk, str(exc), claim=task.claim)
             if exc.transient:
                 return _retry_or_fail(task, exc)
             return _fail(task, str(exc))
@@ -228,6 +231,17 @@ def _record_submission(claimed: ModelImageTask, result: SubmitResult) -> str | N
                 claimed.claim,
                 task.claim,
                 task.status,
+            )
+            return None
+        if task.remote_task_id and task.remote_task_id != result.task_id:
+            # A callback of another send of this task (before a resend) was adopted first:
+            # keep that one; this HiDream task has no app task to report to.
+            logger.warning(
+                "Task %s is HiDream task %s already; HiDream task %s, also accepted, is not "
+                "recorded (a send whose answer had been given up on)",
+                task.pk,
+                task.remote_task_id,
+                result.task_id,
             )
             return None
         read_status = task.status

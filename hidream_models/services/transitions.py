@@ -42,7 +42,8 @@ SOURCES: dict[str, frozenset[str]] = {
     # unconfirmed one resent because the shop chose HIDREAM_RESEND_UNCONFIRMED (UNCONFIRMED).
     TaskStatus.QUEUED: frozenset({TaskStatus.SUBMITTING, TaskStatus.UNCONFIRMED}),
     TaskStatus.SUBMITTING: frozenset({TaskStatus.QUEUED}),
-    TaskStatus.UNCONFIRMED: frozenset({TaskStatus.SUBMITTING}),
+    # No answer came; or the deadline passed while it waited to be sent again (QUEUED).
+    TaskStatus.UNCONFIRMED: frozenset({TaskStatus.SUBMITTING, TaskStatus.QUEUED}),
     # HiDream's answer; or its result (a callback, a poll) that came before the answer did.
     TaskStatus.SUBMITTED: _SENT,
     TaskStatus.PROCESSING: _SENT | {TaskStatus.SUBMITTED},

@@ -164,3 +164,28 @@ def test_a_refused_create_does_not_use_up_the_key(api, product):
     assert accepted.status_code == 201, accepted.content
     assert "Idempotent-Replayed" not in accepted
     assert ModelImageTask.objects.count() == 1
+
+
+def test_a_request_that_dies_before_its_key_is_recorded_leaves_no_task_and_a_free_key(
+    api, product, monkeypatch
+):
+    """The task and the key's result commit together: a process stopped between the two
+    leaves neither, so the client's retry with the same key makes the task (once)."""
+    from hidream_models.api import idempotency
+
+    real_record = idempotency.record
+
+    def dies(*args, **kwargs):
+        raise RuntimeError("worker killed between the task and the key's record")
+
+    monkeypatch.setattr(idempotency, "record", dies)
+    api.raise_request_exception = True
+    with pytest.raises(RuntimeError):
+        create(api, product, "order-7")
+    assert ModelImageTask.objects.count() == 0
+    assert submissions_enqueued() == 0
+
+    monkeypatch.setattr(idempotency, "record", real_record)
+    again = create(api, product, "order-7")
+    assert again.status_code == 201 and "Idempotent-Replayed" not in again
+    assert ModelImageTask.objects.count() == 1

@@ -806,7 +806,7 @@ WRONG_SETTINGS = {
     "ALLOWED_RESULT_HOSTS": "hidreamai.com",
     "SOURCE_IMAGE_MODE": "file",
     "MAX_CALLBACK_BYTES": 10,
-    "STORAGE_PREFIX": 3,
+    "STORAGE_PREFIX": "/",
     "PRODUCT_MODELS": {"product": "image"},
     "PUBLISHER": "no.such.module.Publisher",
     "CREDITS_PER_IMAGE": "2",

@@ -23,6 +23,7 @@ from django_tasks_db.models import DBTaskResult
 from hidream_models import services
 from hidream_models.models import ImageStatus, ModelImageTask, TaskStatus
 from hidream_models.services.limits import lease_seconds
+from hidream_models.services.polling import download_lease_seconds
 from tests.conftest import wait_for
 from tests.reliability.conftest import assert_complete_pictures, stored_files
 
@@ -203,7 +204,8 @@ def test_worker_killed_mid_download_leaves_downloading_and_the_sweep_stores_it_w
 
     simulator.set_faults(result_fault=None)
     assert services.sync_pass().recovered == 0  # not stale yet
-    report = services.sync_pass(now=_after_the_lease())
+    later = timezone.now() + timedelta(seconds=download_lease_seconds() + 1)
+    report = services.sync_pass(now=later)
     assert report.recovered == 1
     start_worker("second-worker")
     stored = task.images.filter(status=ImageStatus.STORED)

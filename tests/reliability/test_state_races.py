@@ -283,3 +283,110 @@ def test_a_move_outside_the_state_machine_is_refused(shared_db, make_product):
     ModelImageTask.objects.filter(pk=task.pk).update(status=TaskStatus.SUCCEEDED)
     assert not transitions.move(task.pk, TaskStatus.QUEUED)  # final: nothing moves it back
     assert ModelImageTask.objects.get(pk=task.pk).status == TaskStatus.SUCCEEDED
+
+
+def test_saving_the_task_page_in_the_admin_writes_nothing_over_a_newer_state(
+    shared_db, make_product, admin_client, monkeypatch
+):
+    """The page's POST reads the row, then saves it: a callback applied in between must not
+    be written over (status and claim back as they were read)."""
+    from django.urls import reverse
+
+    from hidream_models.admin import ModelImageTaskAdmin
+
+    (task,) = _claimed(make_product, 1, sent=True)
+    build = ModelImageTaskAdmin.save_form
+    built: list = []
+
+    def callback_while_saving(self, request, form, change):
+        obj = build(self, request, form, change)  # the row as the POST read it
+        built.append(obj.status)
+        services.apply_result(task.pk, _in_progress(f"r-{task.pk}"), source="callback")
+        return obj
+
+    monkeypatch.setattr(ModelImageTaskAdmin, "save_form", callback_while_saving)
+    url = reverse("admin:hidream_models_modelimagetask_change", args=[task.pk])
+    inline = "callback_events"  # the callback log's management form, as the page sends it
+    response = admin_client.post(
+        url,
+        {
+            "_save": "Save",
+            f"{inline}-TOTAL_FORMS": "0",
+            f"{inline}-INITIAL_FORMS": "0",
+            f"{inline}-MIN_NUM_FORMS": "0",
+            f"{inline}-MAX_NUM_FORMS": "0",
+        },
+    )
+    assert response.status_code == 302  # "saved"
+    fresh = ModelImageTask.objects.get(pk=task.pk)
+    assert built == [TaskStatus.SUBMITTING]
+    assert fresh.status == TaskStatus.PROCESSING and fresh.remote_task_id == f"r-{task.pk}"
+
+
+# --- the sweep's edges (found by reading the change as an attacker) -------------------------
+
+
+def test_a_task_adopted_from_a_callback_is_polled_and_can_expire(shared_db, make_product):
+    """The callback came before the submit's answer, which never came: the task counts as
+    submitted from when it was sent, so polling and the deadline still reach it."""
+    (task,) = _claimed(make_product, 1, sent=True)
+    services.apply_result(task.pk, _in_progress("r-adopted"), source="callback")
+    assert submission.mark_unconfirmed(task.pk, "read timeout", claim=task.claim) is None
+    fresh = ModelImageTask.objects.get(pk=task.pk)
+    assert fresh.submitted_at == fresh.request_sent_at
+    later = timezone.now() + timedelta(hours=1)
+    assert task.pk in set(polling.tasks_due_for_polling(later).values_list("pk", flat=True))
+
+
+def test_a_late_answer_never_replaces_the_hidream_task_a_callback_named(shared_db, make_product):
+    from hidream_models.client import SubmitResult
+
+    (task,) = _claimed(make_product, 1, sent=True)
+    services.apply_result(task.pk, _in_progress("r-first"), source="callback")
+    second = SubmitResult("r-second", ("r-second-0",), "q")
+    assert submission._record_submission(task, second) is None
+    fresh = ModelImageTask.objects.get(pk=task.pk)
+    assert fresh.remote_task_id == "r-first" and fresh.sub_task_ids != ["r-second-0"]
+
+
+def test_the_deadline_makes_a_sent_task_waiting_to_be_resent_unconfirmed_not_failed(
+    shared_db, make_product, settings
+):
+    settings.HIDREAM_TASK_DEADLINE = 60
+    sent, never_sent = _tasks(make_product, 2)
+    old = timezone.now() - timedelta(minutes=5)
+    ModelImageTask.objects.filter(pk=sent.pk).update(created_at=old, request_sent_at=old)
+    ModelImageTask.objects.filter(pk=never_sent.pk).update(created_at=old)
+    assert polling.expire_overdue_tasks() == 2
+    sent.refresh_from_db()
+    never_sent.refresh_from_db()
+    assert sent.status == TaskStatus.UNCONFIRMED and "billed" in sent.error_message
+    assert never_sent.status == TaskStatus.FAILED
+
+
+def test_a_poll_answered_for_another_task_does_not_stop_the_sweep(
+    shared_db, make_product, settings
+):
+    from tests.stub_server import StubServer, envelope
+
+    settings.HIDREAM_TASK_DEADLINE = 86400
+    (task,) = _tasks(make_product, 1)
+    ModelImageTask.objects.filter(pk=task.pk).update(
+        status=TaskStatus.SUBMITTED,
+        remote_task_id="r-ours",
+        sub_task_ids=["r-ours-0"],
+        submitted_at=timezone.now() - timedelta(hours=1),
+        request_sent_at=timezone.now() - timedelta(hours=1),
+    )
+    (stuck,) = _claimed(make_product, 1)  # a worker died before sending it
+    _make_stale([stuck])
+    other = envelope(
+        {"task_id": "r-other", "sub_task_results": [{"sub_task_id": "x", "task_status": 2}]}
+    )
+    with StubServer([(200, {"Content-Type": "application/json"}, other, 0)]) as stub:
+        settings.HIDREAM_BASE_URL = stub.url
+        settings.HIDREAM_CALLBACK_BASE_URL = ""
+        report = services.sync_pass()
+    assert report.polled == 1 and report.errors == 0 and report.recovered == 1
+    task.refresh_from_db()
+    assert "could not be applied" in task.error_message and "r-other" in task.error_message

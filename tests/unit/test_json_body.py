@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from hidream_models.client import INLINE_LIMIT, HiDreamClient, JSONBody
+from hidream_models.exceptions import HiDreamHTTPError
 from hidream_models.rules import _check_base64
 
 TEMPLATE = {"human_template_id": "h-001", "scene_template_id": "s-001"}
@@ -88,7 +89,11 @@ def test_body_read_in_pieces_and_again_after_a_rewind(photo, size):
     assert sent.read() == requests_json(body)[-3:]
 
 
-def test_simulator_receives_the_same_fields_even_after_a_429(settings, simulator, photo):
+def test_a_429_on_submit_is_not_sent_again_in_the_call_and_the_next_call_sends_the_same(
+    settings, simulator, photo
+):
+    """A POST is never repeated inside one call (the job defers and claims it afresh); the
+    next call sends the same fields from the same values."""
     received = []
     real_submit = simulator.submit
 
@@ -97,16 +102,18 @@ def test_simulator_receives_the_same_fields_even_after_a_429(settings, simulator
         return real_submit(body)
 
     simulator.submit = recording_submit
-    # HiDream refuses the first send with a 429: urllib3 sends the body a second time, which
-    # only works if it was rewound.
     simulator.fail_next(1, 429, body="json", kind="submit", retry_after=0)
+    fields = {
+        "image": f"data:image/jpeg;base64,{photo}",
+        "template": TEMPLATE,
+        "image_count": 2,
+        "notify_url": "https://shop.example.com/hidream/callback/x/y/",
+    }
     with HiDreamClient(base_url=simulator.base_url, token=settings.HIDREAM_API_TOKEN) as client:
-        result = client.submit_model_image(
-            image=f"data:image/jpeg;base64,{photo}",
-            template=TEMPLATE,
-            image_count=2,
-            notify_url="https://shop.example.com/hidream/callback/x/y/",
-        )
+        with pytest.raises(HiDreamHTTPError) as throttled:
+            client.submit_model_image(**fields)
+        assert throttled.value.status == 429 and received == []  # refused before submit
+        result = client.submit_model_image(**fields)
     assert len(result.sub_task_ids) == 2
     assert received == [
         {
