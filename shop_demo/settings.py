@@ -164,7 +164,10 @@ if TASKS_BACKEND == "celery":
         }
     }
     CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
-    CELERY_TASK_ACKS_LATE = True  # a job whose worker dies is delivered again
+    # A job whose worker (or one of its pool processes) dies is delivered again; the app's
+    # claims make running it twice safe.
+    CELERY_TASK_ACKS_LATE = True
+    CELERY_TASK_REJECT_ON_WORKER_LOST = True
     CELERY_WORKER_PREFETCH_MULTIPLIER = 1
     CELERY_TIMEZONE = TIME_ZONE
     # The app never reads job results (its state lives in its own tables): no result backend.

@@ -9,7 +9,8 @@ good (API-REFERENCE §5). One ``sync_pass`` therefore:
    one at a time, each holding a concurrent-request slot; after ``HIDREAM_MAX_ATTEMPTS``
    failed polls in a row, or a 429, it stops polling until the next pass;
 3. runs submissions and downloads whose retry is due but that no job is carrying (backends that
-   cannot defer, or a lost enqueue).
+   cannot defer, or a lost enqueue), and queued tasks no job has touched for a lease (a job
+   lost with a killed worker process).
 """
 
 from __future__ import annotations
@@ -232,9 +233,17 @@ def sync_pass(now=None, *, limit: int = 500) -> SyncReport:
 
     grace = timedelta(seconds=LOST_JOB_GRACE) if backend_can_defer(submit_model_image) else None
     cutoff = now - grace if grace else now
-    due_submits = ModelImageTask.objects.filter(
-        status=TaskStatus.QUEUED, next_attempt_at__lte=cutoff
-    ).values_list("pk", flat=True)[:limit]
+    # And queued tasks no job has touched for as long as a lease (their first job, or the
+    # sweep's requeue, was lost: a worker's pool process killed holding it, a broker restart).
+    unscheduled_before = now - timedelta(seconds=max(LOST_JOB_GRACE, lease_seconds()))
+    due_submits = (
+        ModelImageTask.objects.filter(status=TaskStatus.QUEUED)
+        .filter(
+            Q(next_attempt_at__lte=cutoff)
+            | Q(next_attempt_at__isnull=True, updated_at__lt=unscheduled_before)
+        )
+        .values_list("pk", flat=True)[:limit]
+    )
     for task_id in list(due_submits):
         report.resubmitted += _run_one(submit_task, task_id, report)
     due_downloads = GeneratedImage.objects.filter(
@@ -306,6 +315,7 @@ def recover_interrupted_work(now=None) -> int:
                     fence=claim,
                     take_over=True,
                     where=Q(request_sent_at__isnull=True) | Q(request_sent_at__lt=claimed_at),
+                    updated_at=now,  # the pass's clock, like every other test it makes
                 )
                 if moved:
                     enqueue_after_commit(submit_model_image, str(task_id))

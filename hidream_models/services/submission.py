@@ -132,7 +132,8 @@ def _submit_claimed(task: ModelImageTask) -> str | None:
                 return _throttled(task, exc)
             if exc.status == 504:
                 # A gateway gave up waiting for HiDream, which had the request by then.
-                return mark_unconfirmed(task.pk, str(exc), claim=task.claim)
+                reason = _("a gateway answered HTTP 504 while HiDream had the request")
+                return mark_unconfirmed(task.pk, reason, claim=task.claim)
             if exc.transient:
                 return _retry_or_fail(task, exc)
             return _fail(task, str(exc))

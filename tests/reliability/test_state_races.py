@@ -390,3 +390,21 @@ def test_a_poll_answered_for_another_task_does_not_stop_the_sweep(
     assert report.polled == 1 and report.errors == 0 and report.recovered == 1
     task.refresh_from_db()
     assert "could not be applied" in task.error_message and "r-other" in task.error_message
+
+
+def test_a_queued_task_whose_job_was_lost_is_sent_by_the_sweep_once(
+    simulator, shared_db, make_product, notify_url_names_the_task
+):
+    """A worker's pool process killed holding the task's first job: nothing else would ever
+    send it. The sweep does, once no job has touched it for a lease."""
+    lost, fresh = _tasks(make_product, 2)
+    ModelImageTask.objects.filter(pk=lost.pk).update(
+        updated_at=timezone.now() - timedelta(seconds=lease_seconds() + 5)
+    )
+    report = services.sync_pass()
+    assert report.resubmitted == 1
+    lost.refresh_from_db()
+    fresh.refresh_from_db()
+    assert lost.status == TaskStatus.SUBMITTED
+    assert fresh.status == TaskStatus.QUEUED  # its job may well be on its way
+    assert _submits_per_task(simulator) == {str(lost.pk): 1}
