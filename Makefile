@@ -77,6 +77,18 @@ test-celery: $(STAMP)
 	DATABASE_URL=postgres://postgres@127.0.0.1:5432/$(CELERY_DB) \
 	$(PY) -m pytest tests/scale -m celery -p no:cacheprovider -s $(PYTEST_ARGS)
 
+# `make test-chaos`: the chaos run (tests/chaos, docs/reliability.md): TASKS tasks x 2 pictures on
+# two Celery workers, Redis and PostgreSQL (a database of its own) against the simulator's seeded
+# faults, workers SIGKILLed every 15-30 s; then every task is checked against the simulator's
+# ledger of billed tasks. Logs and results in var/chaos/. CHAOS_ARGS="--keep-db" and the like.
+TASKS ?= 200
+CHAOS_SEED ?= 14
+.PHONY: test-chaos
+test-chaos: $(STAMP)
+	@pg_isready -h 127.0.0.1 -p 5432 -q || { echo "PostgreSQL is not running on 127.0.0.1:5432" >&2; exit 1; }
+	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || { echo "Redis is not running on 127.0.0.1:6379" >&2; exit 1; }
+	$(PY) -m tests.chaos --tasks $(TASKS) --seed $(CHAOS_SEED) $(CHAOS_ARGS)
+
 # `make screenshots`: the real-browser walk (tests/browser) photographs every step into
 # docs/screenshots/NN-name.png. Needs Debian's Chromium (apt-get install -y chromium).
 .PHONY: screenshots

@@ -5,8 +5,8 @@ wait ``sim.callback_timeout`` s; an HTTP 200 counts as delivered, anything else 
 retried every ``sim.callback_retry_interval`` s, ``sim.callback_max_attempts`` attempts
 in all. Every attempt is recorded in ``sim.callback_attempts``. ``send`` delivers the
 final callback the way ``sim.faults.callback_mode`` says (see faults.py): once, never,
-repeated, followed by a stale snapshot, or from parallel threads. Nothing here imports
-Django.
+repeated, followed by a stale snapshot, or from parallel threads; a task with a chaos plan
+(``task.callback_plan``) follows its plan instead. Nothing here imports Django.
 """
 
 import contextlib
@@ -28,7 +28,9 @@ logger = logging.getLogger("hidream_models.simulator")
 
 
 def send(sim: "HiDreamSimulator", task: Task, payload: dict) -> None:
-    """Deliver `task`'s final callback `payload` according to the callback mode."""
+    """Deliver `task`'s final callback `payload` according to its plan or the callback mode."""
+    if task.callback_plan is not None:
+        return _send_planned(sim, task, payload, task.callback_plan)
     mode, repeat = sim.faults.callback_mode, sim.faults.callback_repeat
     if mode != "normal":
         sim._record_fault(f"callback: {mode}", task.task_id)
@@ -42,7 +44,19 @@ def send(sim: "HiDreamSimulator", task: Task, payload: dict) -> None:
     else:  # normal, early (the caller decides when) and out_of_order
         deliver(sim, task, payload)
         if mode == "out_of_order":
-            deliver(sim, task, stale_snapshot(payload))
+            deliver(sim, task, stale_snapshot(payload), stale=True)
+
+
+def _send_planned(sim: "HiDreamSimulator", task: Task, payload: dict, plan: tuple) -> None:
+    """A chaos plan (faults.py): lost; else once or twice at once, then maybe a stale one."""
+    if "lost" in plan:
+        return
+    if "duplicate" in plan:
+        _in_parallel(sim, task, payload, 2)
+    else:
+        deliver(sim, task, payload)
+    if "reorder" in plan:
+        deliver(sim, task, stale_snapshot(payload), stale=True)
 
 
 def stale_snapshot(payload: dict) -> dict:
@@ -72,8 +86,11 @@ def _in_parallel(sim: "HiDreamSimulator", task: Task, payload: dict, count: int)
         thread.join()
 
 
-def deliver(sim: "HiDreamSimulator", task: Task, payload: dict) -> None:
-    """POST `payload` to the task's notify_url with HiDream's timeout and retries."""
+def deliver(sim: "HiDreamSimulator", task: Task, payload: dict, *, stale: bool = False) -> None:
+    """POST `payload` to the task's notify_url with HiDream's timeout and retries.
+
+    Each attempt is recorded in ``sim.callback_attempts`` and the ledger (`stale`: an older
+    snapshot, not the final result)."""
     url, body = task.order.notify_url, json.dumps(payload, ensure_ascii=False).encode()
     for attempt in range(1, sim.callback_max_attempts + 1):
         if sim._stopping.is_set() or sim._tasks.get(task.task_id) is not task:
@@ -94,6 +111,7 @@ def deliver(sim: "HiDreamSimulator", task: Task, payload: dict) -> None:
             if sim._tasks.get(task.task_id) is not task:
                 return
             sim.callback_attempts.append((url, outcome))
+        sim.ledger.called_back(task.task_id, outcome, stale=stale)
         if outcome == 200:
             logger.info("callback delivered to %s (attempt %d)", url, attempt)
             return

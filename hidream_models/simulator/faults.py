@@ -61,12 +61,31 @@ after_accept=False, kind=None)``, ``garbage_next(n=1, *, kind=None)``,
 ``reset()``: ``throttled`` (429s sent), ``accepted_submits`` (submits answered code 0,
 lost replies included), ``max_concurrency_seen`` (most API requests in flight at once,
 throttled ones included), ``fault_events`` (list of ``(fault, kind or id)``).
+
+Chaos (seeded faults by probability, for ``make test-chaos``): the faults above are counted
+("the next N"); these instead strike each request with a probability, drawn from
+``random.Random(chaos_seed)`` under the simulator's lock, so the sequence of draws is fixed
+by the seed (which request gets which draw follows their arrival order). After the token
+check, one draw per API request picks at most one of: ``server_error_rate`` an HTTP 500, 502,
+503 or 504 (HTML or JSON body; nothing is created, except that a submit answered 504 is
+handled first, as a gateway gives up on a HiDream that had it), ``throttle_rate`` a 429 with
+``Retry-After: 1``, ``drop_rate`` the connection closed without a reply (a submit is handled
+first: its task is created, billed and calls back, only the answer is lost). The three rates
+add up to at most 1. A dropped connection hangs first for ``drop_hang_seconds`` (10) with
+probability ``drop_hang_rate``, as a lost packet does: the caller's read timeout fires, and a
+submit's callback (after ``delay``) may reach it before. Each accepted submit then draws its
+callback's fate: ``callback_lost_rate`` never sent; otherwise ``callback_duplicate_rate``
+delivered twice at once (from parallel threads) and, independently,
+``callback_reorder_rate`` followed by an older "still processing" snapshot. A task's plan
+overrides ``callback_mode``. Counts of what was injected are in ``chaos_counts``; the
+``ledger`` (ledger.py) records every billed task.
 """
 
 import math
+import random
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, fields, replace
 
 from .state import SubTask, Task, is_finished
@@ -76,6 +95,19 @@ CALLBACK_MODES = ("normal", "lost", "duplicate", "out_of_order", "early", "concu
 RESULT_FAULTS = ("expired", "html", "oversize", "bomb", "slow", "redirect_private")
 ERROR_BODIES = ("html", "json")
 CODE_THROTTLED = 4290
+CHAOS_STATUSES = (500, 502, 503, 504)
+#: The rates of issue #14's chaos run (``--chaos``): 10 % 5xx, 5 % 429, 5 % lost replies
+#: (half of them silent until the caller's read timeout), 20 % lost, 10 % duplicated and 10 %
+#: reordered callbacks.
+CHAOS_RATES = {
+    "server_error_rate": 0.10,
+    "throttle_rate": 0.05,
+    "drop_rate": 0.05,
+    "drop_hang_rate": 0.5,  # half the lost replies are silence, not a closed socket
+    "callback_lost_rate": 0.20,
+    "callback_duplicate_rate": 0.10,
+    "callback_reorder_rate": 0.10,
+}
 BALANCE_CODE, BALANCE_MESSAGE = 3005, "余额不足 / insufficient balance"
 
 
@@ -111,10 +143,19 @@ class Faults:
     slow_seconds: float = 5.0
     redirect_location: str = "http://10.0.0.1/x.jpg"
     result_content_length: bool = True
+    chaos_seed: int = 0
+    server_error_rate: float = 0.0
+    throttle_rate: float = 0.0
+    drop_rate: float = 0.0
+    drop_hang_rate: float = 0.0
+    drop_hang_seconds: float = 10.0
+    callback_lost_rate: float = 0.0
+    callback_duplicate_rate: float = 0.0
+    callback_reorder_rate: float = 0.0
 
     def check(self) -> None:
         """Raise ValueError naming the first field with an impossible value."""
-        for name in ("latency", "result_latency", "slow_seconds"):
+        for name in ("latency", "result_latency", "slow_seconds", "drop_hang_seconds"):
             _need(_number(getattr(self, name), 0), name, "a number of seconds >= 0")
         _need(
             _number(self.throttle_window, 0) and self.throttle_window > 0, "throttle_window", "> 0"
@@ -155,6 +196,16 @@ class Faults:
         _need(isinstance(self.redirect_location, str), "redirect_location", "a string")
         for name in ("expire_after_first", "result_content_length"):
             _need(isinstance(getattr(self, name), bool), name, "True or False")
+        _need(_integer(self.chaos_seed), "chaos_seed", "an integer")
+        for name in CHAOS_RATES:
+            value = getattr(self, name)
+            _need(_number(value, 0) and value <= 1, name, "a probability from 0 to 1")
+        request_rates = self.server_error_rate + self.throttle_rate + self.drop_rate
+        _need(
+            request_rates <= 1 + 1e-9,
+            "server_error_rate",
+            "such that server_error_rate + throttle_rate + drop_rate <= 1",
+        )
 
 
 def _need(ok: bool, name: str, rule: str) -> None:
@@ -199,6 +250,8 @@ class FaultsMixin:
             self._in_flight: int = getattr(self, "_in_flight", 0)
             self._window: deque[tuple[float, int]] = deque()  # (accepted at, pictures)
             self._fetches: dict[str, int] = {}  # result downloads per sub-task
+            self.chaos_counts: Counter[str] = Counter()
+            self._chaos = random.Random(self.faults.chaos_seed)
 
     def set_faults(self, **changes) -> Faults:
         """Change fields of `faults` at once (validated; TypeError for unknown names)."""
@@ -207,6 +260,8 @@ class FaultsMixin:
             changed.check()
             for item in fields(Faults):
                 setattr(self.faults, item.name, getattr(changed, item.name))
+            if "chaos_seed" in changes:  # a new seed starts its sequence of draws afresh
+                self._chaos = random.Random(self.faults.chaos_seed)
             return self.faults
 
     def fail_next(self, n=1, status=503, *, body="html", kind=None, retry_after=None) -> None:
@@ -265,6 +320,49 @@ class FaultsMixin:
             setattr(self.faults, name, left - 1)
             self.fault_events.append((name, kind))
             return True
+
+    def _chaos_request(self, kind: str) -> tuple[str, int] | None:
+        """One draw for an API request: ("server_error", status), ("throttle", 429),
+        ("drop", 0), ("drop", 1) (hang first) or None. Counted in ``chaos_counts`` and
+        ``fault_events``."""
+        with self._lock:
+            faults = self.faults
+            if not (faults.server_error_rate or faults.throttle_rate or faults.drop_rate):
+                return None
+            draw = self._chaos.random()
+            if draw < faults.server_error_rate:
+                fault = ("server_error", self._chaos.choice(CHAOS_STATUSES))
+            elif draw < faults.server_error_rate + faults.throttle_rate:
+                fault = ("throttle", 429)
+            elif draw < faults.server_error_rate + faults.throttle_rate + faults.drop_rate:
+                fault = ("drop", int(self._chaos.random() < faults.drop_hang_rate))
+            else:
+                return None
+            self.chaos_counts[f"{fault[0]}:{kind}"] += 1
+            if fault == ("drop", 1):
+                self.chaos_counts[f"hang:{kind}"] += 1
+            self.fault_events.append((f"chaos: {fault[0]}", kind))
+            return fault
+
+    def _chaos_callbacks(self, task_id: str) -> tuple[str, ...] | None:
+        """The callback plan of a task just accepted: () delivered once; ("lost",);
+        or "duplicate" and/or "reorder". None when no callback rate is set."""
+        with self._lock:
+            faults = self.faults
+            rates = (
+                faults.callback_lost_rate,
+                faults.callback_duplicate_rate,
+                faults.callback_reorder_rate,
+            )
+            if not any(rates):
+                return None
+            # Always three draws, so one task's fate does not shift the next one's.
+            lost, duplicate, reorder = (self._chaos.random() < rate for rate in rates)
+            plan = ("lost",) if lost else ("duplicate",) * duplicate + ("reorder",) * reorder
+            for name in plan:
+                self.chaos_counts[f"callback_{name}"] += 1
+                self.fault_events.append((f"chaos: callback {name}", task_id))
+            return plan
 
     def _enter_api(self) -> bool:
         """Count an API request in flight; True if it is over `max_concurrent`."""

@@ -9,7 +9,8 @@ apart). Only the standard library, requests and Pillow are used, so it runs with
 Django. This module runs tasks; handler.py serves HTTP, validation.py checks requests,
 state.py keeps task records, rendering.py draws the pictures and callbacks.py calls
 ``notify_url``. Tests can make it misbehave (latency, HTTP errors, throttling, lost
-replies, callback and result-file faults): see faults.py for that API.
+replies, callback and result-file faults, or all of them by seeded probability): see
+faults.py for that API. ledger.py records every task it accepted (and so billed).
 
 Business `code`s used (HiDream's own are undocumented): 4001 invalid parameter,
 4004 task not found; and with a non-200 HTTP status: 4000 body not a JSON object (400),
@@ -18,8 +19,10 @@ Business `code`s used (HiDream's own are undocumented): 4001 invalid parameter,
 and `fail_status * 10` for JSON error bodies.
 """
 
+import dataclasses
 import hmac
 import ipaddress
+import json
 import logging
 import math
 import socket
@@ -38,6 +41,7 @@ from .handler import (
     Server6,
     envelope,
 )
+from .ledger import Ledger
 from .state import SubTask, Task, draw_result, is_finished, new_task, task_result
 from .validation import URL_SCHEME, ParameterError, page_params, validate_submission
 
@@ -82,8 +86,8 @@ class HiDreamSimulator(FaultsMixin):
     Binds at construction (so `base_url` is known with port=0); `start()` serves in a
     daemon thread, `serve_forever()` in the caller's; `stop()` or the `with` block ends it.
     Tests steer it with `delay`, `send_callbacks`, `forced_statuses` and `faults` (see
-    faults.py) and read `submissions`, `callback_attempts` and the fault counters;
-    `reset()` clears state between tests.
+    faults.py) and read `submissions`, `callback_attempts`, the fault counters and the
+    `ledger` of billed tasks; `reset()` clears state between tests.
     """
 
     def __init__(
@@ -108,6 +112,7 @@ class HiDreamSimulator(FaultsMixin):
         self.forced_statuses: list[int] | None = None
         self.submissions: list[dict] = []
         self.callback_attempts: list[tuple[str, int | str]] = []
+        self.ledger = Ledger()
         # HiDream's delivery rule (§5); attributes so a test may shorten them.
         self.callback_timeout, self.callback_retry_interval = 5.0, 1.0
         self.callback_max_attempts = 3
@@ -178,6 +183,7 @@ class HiDreamSimulator(FaultsMixin):
             self._sub_tasks.clear()
             self.submissions.clear()
             self.callback_attempts.clear()
+            self.ledger.clear()
             self.forced_statuses = None
 
     def result_url(self, sub_task_id: str) -> str:
@@ -212,6 +218,8 @@ class HiDreamSimulator(FaultsMixin):
         early = self.faults.callback_mode == "early"
         with self._lock:
             task = new_task(order, 0 if early else self.delay, list(self.forced_statuses or []))
+            task.callback_plan = self._chaos_callbacks(task.task_id)
+            self.ledger.billed(task, body)
             for sub in task.sub_tasks:
                 self._sub_tasks[sub.sub_task_id] = (task, sub)
             self._tasks[task.task_id] = task
@@ -249,6 +257,36 @@ class HiDreamSimulator(FaultsMixin):
                 "total_page": math.ceil(len(items) / size),
             },
         )
+
+    def report(self, *, ledger: bool = True) -> dict:
+        """The counters and the ledger (unless `ledger` is False) as JSON-ready data (the
+        control endpoint's answer)."""
+        with self._lock:
+            counters = {
+                "accepted_submits": self.accepted_submits,
+                "throttled": self.throttled,
+                "chaos_counts": dict(self.chaos_counts),
+                "pending_tasks": len(self._timers),  # unfinished, or calling back
+                "faults": dataclasses.asdict(self.faults),
+            }
+        if not ledger:
+            return counters
+        return {**counters, "ledger": self.ledger.entries(), "refused": self.ledger.refusals()}
+
+    def write_report(self, path: str) -> None:
+        """Write `report()` to the file `path` as JSON."""
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(self.report(), fh, indent=1)
+
+    def serve_result(self, sub_task_id: str) -> bytes | None:
+        """`result_jpeg`, recording the bytes served in the ledger."""
+        jpeg = self.result_jpeg(sub_task_id)
+        if jpeg is not None:
+            with self._lock:
+                task, _sub = self._sub_tasks.get(sub_task_id, (None, None))
+            if task is not None:  # else reset() forgot it meanwhile
+                self.ledger.served(task.task_id, sub_task_id, jpeg)
+        return jpeg
 
     def result_jpeg(self, sub_task_id: str) -> bytes | None:
         """The result picture of a finished, successful sub-task (drawn once), else None."""

@@ -53,6 +53,9 @@ class Task:
     delay: float
     order: Order
     sub_tasks: list[SubTask] = field(default_factory=list)
+    # Chaos (faults.py): what happens to this task's callback, drawn when it was accepted;
+    # None follows ``faults.callback_mode``.
+    callback_plan: tuple[str, ...] | None = None
 
 
 def new_task(order: Order, delay: float, forced: list[int]) -> Task:

@@ -4,18 +4,27 @@ A thin wrapper around :class:`hidream_models.simulator.HiDreamSimulator`; point
 ``HIDREAM_BASE_URL`` at the printed address. It listens on loopback only unless
 ``--allow-remote`` is given, because it fetches any URL it is sent and serves uploads back.
 The "fault injection" options make it misbehave like a bad day at HiDream; they set the
-fields of ``simulator.faults`` (see ``hidream_models/simulator/faults.py``).
+fields of ``simulator.faults`` (see ``hidream_models/simulator/faults.py``). The "chaos"
+options make it misbehave by seeded probability (``--chaos`` for issue #14's rates), and
+``--report FILE`` writes its ledger of billed tasks when it stops (SIGINT or SIGTERM).
 """
 
 import dataclasses
 import logging
 import os
+import signal
 import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
 from hidream_models.simulator import HiDreamSimulator
-from hidream_models.simulator.faults import CALLBACK_MODES, PATH_KINDS, RESULT_FAULTS, Faults
+from hidream_models.simulator.faults import (
+    CALLBACK_MODES,
+    CHAOS_RATES,
+    PATH_KINDS,
+    RESULT_FAULTS,
+    Faults,
+)
 
 FAULT_OPTIONS = {  # option dest -> Faults field
     "latency": "latency",
@@ -41,6 +50,7 @@ FAULT_OPTIONS = {  # option dest -> Faults field
     "expire_after_first": "expire_after_first",
     "oversize_bytes": "oversize_bytes",
     "slow_seconds": "slow_seconds",
+    "chaos_seed": "chaos_seed",
 }
 
 DEFAULT_TOKEN = "sim-token"  # noqa: S105 - the simulator's public default, not a secret
@@ -83,6 +93,7 @@ class Command(BaseCommand):
             "--allow-remote", action="store_true", help="allow listening on a non-loopback address"
         )
         self._add_fault_arguments(parser)
+        self._add_chaos_arguments(parser)
 
     @staticmethod
     def _add_fault_arguments(parser) -> None:
@@ -253,6 +264,55 @@ class Command(BaseCommand):
             help="how long the slow reply takes (default 5)",
         )
 
+    @staticmethod
+    def _add_chaos_arguments(parser) -> None:
+        group = parser.add_argument_group(
+            "chaos",
+            "Faults by probability, drawn from a seeded random generator (see faults.py). "
+            "Rates are probabilities from 0 to 1.",
+        )
+        add = group.add_argument
+        add(
+            "--chaos",
+            action="store_true",
+            help="issue #14's rates for every rate not given: "
+            + ", ".join(f"{name} {rate:g}" for name, rate in CHAOS_RATES.items()),
+        )
+        add(
+            "--chaos-seed",
+            type=int,
+            default=0,
+            metavar="N",
+            help="seed of the random generator (default 0)",
+        )
+        helps = {
+            "server_error_rate": "API requests answered HTTP 500/502/503/504 (nothing created, "
+            "but a submit answered 504 is handled first)",
+            "throttle_rate": "API requests answered 429 with Retry-After: 1",
+            "drop_rate": "API requests whose connection is closed without a reply; a submit's "
+            "task is created (and billed) first",
+            "drop_hang_rate": "dropped connections that first hang for 10 s (the caller's read "
+            "timeout fires)",
+            "callback_lost_rate": "accepted tasks whose callback is never sent",
+            "callback_duplicate_rate": "callbacks delivered twice at once",
+            "callback_reorder_rate": "callbacks followed by an older 'processing' snapshot",
+        }
+        for name, text in helps.items():
+            add(
+                "--" + name.replace("_", "-"),
+                type=float,
+                default=None,
+                metavar="P",
+                help=f"{text} (default 0, or {CHAOS_RATES[name]:g} with --chaos)",
+            )
+        add(
+            "--report",
+            default=None,
+            metavar="FILE",
+            help="when stopped, write the ledger of billed tasks and the fault counts to FILE "
+            "as JSON (also served at /simulator/control/report)",
+        )
+
     def handle(self, *args, **options):
         if options["delay"] < 0:
             raise CommandError("--delay must be 0 or more seconds")
@@ -284,26 +344,34 @@ class Command(BaseCommand):
         except ValueError as exc:
             simulator.stop()
             raise CommandError(f"invalid fault option: {exc}") from exc
-        # Never print the token itself, only where it came from.
-        self.stdout.write(f"HiDream simulator listening on {simulator.base_url}")
-        self.stdout.write(
-            f"  token: from {source}; tasks finish after {options['delay']:g} s; "
-            f"callbacks {'off' if options['no_callbacks'] else 'on'}"
-        )
-        if faults:
-            self.stdout.write("  faults: " + ", ".join(f"{k}={v!r}" for k, v in faults.items()))
-        self.stdout.write("  Press Ctrl-C to stop.")
+        previous = signal.signal(signal.SIGTERM, _interrupt)  # stop (and report) as on Ctrl-C
         try:
+            # Never print the token itself, only where it came from.
+            self.stdout.write(f"HiDream simulator listening on {simulator.base_url}")
+            self.stdout.write(
+                f"  token: from {source}; tasks finish after {options['delay']:g} s; "
+                f"callbacks {'off' if options['no_callbacks'] else 'on'}"
+            )
+            if faults:
+                self.stdout.write("  faults: " + ", ".join(f"{k}={v!r}" for k, v in faults.items()))
+            self.stdout.write("  Press Ctrl-C to stop.")
+            self.stdout.flush()  # a parent process reads the address from a pipe
             simulator.serve_forever()
         except KeyboardInterrupt:
             self.stdout.write("Stopping the simulator.")
         finally:
+            signal.signal(signal.SIGTERM, previous)
             simulator.stop()
+            if options["report"]:
+                simulator.write_report(options["report"])
 
     @staticmethod
     def _set_faults(simulator: HiDreamSimulator, options: dict) -> dict:
         """Apply the fault options; return the fields that differ from the defaults."""
         changes = {field: options[dest] for dest, field in FAULT_OPTIONS.items()}
+        for name, rate in CHAOS_RATES.items():
+            given = options.get(name)
+            changes[name] = given if given is not None else (rate if options.get("chaos") else 0.0)
         if options["drop_after_accept"]:
             if options["drop_kind"] not in (None, "submit"):
                 raise ValueError("--drop-after-accept only applies to submits")
@@ -326,3 +394,7 @@ class Command(BaseCommand):
             handler = logging.StreamHandler(sys.stderr)
             handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
             logger.addHandler(handler)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
