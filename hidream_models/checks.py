@@ -29,6 +29,7 @@ def check_hidream_settings(app_configs=None, **kwargs):
             )
         )
     messages.extend(_check_throttle_cache())
+    messages.extend(_check_sqlite_files())
     callback = hidream_settings.CALLBACK_BASE_URL
     if callback and not callback.startswith("https://") and not settings.DEBUG:
         messages.append(
@@ -78,3 +79,41 @@ def _check_throttle_cache() -> list:
             id="hidream_models.W003",
         )
     ]
+
+
+def _is_file_database(name) -> bool:
+    name = str(name or "")
+    return bool(name) and name != ":memory:" and "mode=memory" not in name
+
+
+def _check_sqlite_files() -> list:
+    """W004: a SQLite file shared by the web, the worker and ``hidream_sync`` needs WAL (readers
+    never wait for the writer) and IMMEDIATE transactions (a writer waits for the lock at its
+    start, within ``timeout``, instead of failing halfway with "database is locked")."""
+    messages = []
+    for alias, database in settings.DATABASES.items():
+        if database.get("ENGINE") != "django.db.backends.sqlite3":
+            continue
+        if not _is_file_database(database.get("NAME")):
+            continue
+        options = database.get("OPTIONS") or {}
+        wal = "journal_mode=wal" in str(options.get("init_command", "")).replace(" ", "").lower()
+        immediate = str(options.get("transaction_mode", "")).upper() == "IMMEDIATE"
+        if wal and immediate:
+            continue
+        missing = [
+            text for ok, text in ((wal, "WAL"), (immediate, "IMMEDIATE transactions")) if not ok
+        ]
+        messages.append(
+            Warning(
+                f"The SQLite database {alias!r} is a file used without "
+                f"{' and '.join(missing)}: the web, the worker and hidream_sync writing at "
+                'once fail with "database is locked".',
+                hint='Add to its OPTIONS: "init_command": "PRAGMA journal_mode=WAL;", '
+                '"transaction_mode": "IMMEDIATE", "timeout": 20. With ATOMIC_REQUESTS '
+                "every request then takes the write lock: a shop in production belongs on "
+                "PostgreSQL.",
+                id="hidream_models.W004",
+            )
+        )
+    return messages

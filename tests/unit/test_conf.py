@@ -253,6 +253,39 @@ def test_w003_when_the_throttle_counts_in_a_per_process_cache(good_config, backe
     assert check_hidream_settings() == []
 
 
+def _sqlite(name, **options):
+    return {"ENGINE": "django.db.backends.sqlite3", "NAME": name, "OPTIONS": options}
+
+
+def test_w004_when_a_sqlite_file_runs_without_wal_and_immediate(good_config, tmp_path):
+    good_config.DATABASES = {
+        **good_config.DATABASES,
+        "shop": _sqlite(str(tmp_path / "shop.sqlite3")),
+    }
+    messages = check_hidream_settings()
+    assert check_ids(messages) == ["hidream_models.W004"]
+    assert "'shop'" in messages[0].msg and "WAL and IMMEDIATE" in messages[0].msg
+    assert "PostgreSQL" in messages[0].hint and "journal_mode=WAL" in messages[0].hint
+
+
+@pytest.mark.parametrize(
+    "database",
+    [
+        _sqlite(
+            "/tmp/shop.sqlite3",
+            init_command="PRAGMA journal_mode = WAL;",
+            transaction_mode="IMMEDIATE",
+        ),
+        _sqlite(":memory:"),
+        _sqlite("file:memorydb?mode=memory&cache=shared"),
+    ],
+    ids=["wal-and-immediate", "memory", "memory-uri"],
+)
+def test_no_w004_for_a_well_set_sqlite_file_or_memory(good_config, database):
+    good_config.DATABASES = {**good_config.DATABASES, "shop": database}
+    assert "hidream_models.W004" not in check_ids(check_hidream_settings())
+
+
 def test_the_demo_shares_its_throttle_cache_between_processes():
     from shop_demo import settings as demo
 
