@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema_view
 from rest_framework import mixins, viewsets
 from rest_framework.filters import OrderingFilter
 
 from ..models import HiDreamPreset, HiDreamTemplate
 from .filters import TemplateFilter
+from .schema import extend_schema
 from .serializers import (
     PresetSerializer,
     TemplateSerializer,

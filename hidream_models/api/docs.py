@@ -8,10 +8,11 @@ shop itself: nothing is loaded from a CDN, whatever the project's drf-spectacula
 from __future__ import annotations
 
 from django.urls import include, path, reverse
-from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView, _get_sidecar_url
 
 from .. import __version__
+from .authentication import HiDreamAuthenticationMixin
+from .schema import extend_schema
 
 DESCRIPTION = (
     "Create HiDream model-image tasks for products or images, follow them, and review the "
@@ -21,7 +22,7 @@ DESCRIPTION = (
 )
 
 
-class HiDreamSchemaView(SpectacularAPIView):
+class HiDreamSchemaView(HiDreamAuthenticationMixin, SpectacularAPIView):
     """OpenAPI 3 schema of ``hidream_models.api`` only."""
 
     custom_settings = {
@@ -44,7 +45,7 @@ class HiDreamSchemaView(SpectacularAPIView):
         return super().get(request, *args, **kwargs)
 
 
-class HiDreamSwaggerView(SpectacularSwaggerView):
+class HiDreamSwaggerView(HiDreamAuthenticationMixin, SpectacularSwaggerView):
     """Swagger UI for the schema above, its assets served locally."""
 
     url_name = "hidream_api:schema"

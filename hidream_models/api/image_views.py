@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema_view
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
 from rest_framework.filters import OrderingFilter
@@ -14,6 +14,7 @@ from ..models import GeneratedImage
 from ..services import HiDreamActionRefused
 from .filters import ImageFilter
 from .permissions import REVIEW
+from .schema import extend_schema
 from .serializers import ApproveSerializer, GeneratedImageSerializer
 from .views import REFUSED, HiDreamViewSetMixin, refused_response
 

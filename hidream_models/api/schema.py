@@ -1,11 +1,20 @@
 """The OpenAPI schema class of the API views: documents the error answers every operation can
-give (400 with field-level messages, 401, 403, 404, 429), not only the successes."""
+give (400 with field-level messages, 401, 403, 404, 429), not only the successes.
+
+``extend_schema`` here is drf-spectacular's, based on this class whatever the project's
+``REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]`` is: drf-spectacular's own bases a decorated method
+on that setting, read at import, and DRF's default (its own ``AutoSchema``) then breaks the
+schema view with a 500 in a project that configured no ``REST_FRAMEWORK``.
+"""
 
 from __future__ import annotations
+
+import inspect
 
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import extend_schema as spectacular_extend_schema
 
 ERRORS = {
     "400": "Invalid input: a JSON object mapping each field (or non_field_errors) to "
@@ -39,3 +48,17 @@ class HiDreamAutoSchema(AutoSchema):
                     OpenApiResponse(response=OpenApiTypes.OBJECT, description=ERRORS[code]), code
                 )
         return responses
+
+
+def extend_schema(**kwargs):
+    """drf-spectacular's ``extend_schema``, based on ``HiDreamAutoSchema``."""
+    decorate = spectacular_extend_schema(**kwargs)
+
+    def decorator(target):
+        if callable(target) and not inspect.isclass(target):
+            # Where drf-spectacular looks for the schema a method is based on first.
+            target.kwargs = getattr(target, "kwargs", {})
+            target.kwargs.setdefault("schema", HiDreamAutoSchema)
+        return decorate(target)
+
+    return decorator

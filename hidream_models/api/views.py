@@ -12,11 +12,7 @@ from django.db.models import Prefetch
 from django.utils.cache import patch_cache_control
 from django.utils.translation import gettext as _
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.utils import (
-    OpenApiResponse,
-    extend_schema,
-    extend_schema_view,
-)
+from drf_spectacular.utils import OpenApiResponse, extend_schema_view
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -31,12 +27,13 @@ from ..exceptions import HiDreamValidationError
 from ..models import GeneratedImage, ModelImageTask
 from ..services import GenerationOptions, HiDreamActionRefused, HiDreamAlreadyRetried
 from . import idempotency
+from .authentication import HiDreamAuthenticationMixin
 from .filters import TaskFilter
 from .idempotency import IDEMPOTENCY_HEADER
 from .parsers import HiDreamJSONParser, PayloadTooLarge, max_body_bytes, too_large
 from .permissions import GENERATE, HiDreamPermission
 from .references import product_image, resolve_products
-from .schema import HiDreamAutoSchema
+from .schema import HiDreamAutoSchema, extend_schema
 from .serializers import (
     BulkCreateSerializer,
     BulkResultSerializer,
@@ -57,7 +54,7 @@ class HiDreamPagination(PageNumberPagination):
     max_page_size = 200
 
 
-class HiDreamViewSetMixin:
+class HiDreamViewSetMixin(HiDreamAuthenticationMixin):
     """What every API view shares: permissions, pagination, the OpenAPI schema class, a 413
     (not a 400 or 500) for bodies over the size limit, and ``Cache-Control: private,
     no-store`` on every reply: tasks and pictures are one shop's private data, which no
