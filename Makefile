@@ -13,7 +13,7 @@ FIND_PYTHON = for c in "$(PYTHON)" python3.13 python3.12 \
 	  "$$c" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { command -v "$$c"; break; }; \
 	done
 
-.PHONY: help venv test lint demo clean test-celery
+.PHONY: help venv test lint demo clean test-celery docs
 
 help:
 	@echo "make demo   run the demo shop on http://127.0.0.1:8000 (admin / admin)"
@@ -62,6 +62,11 @@ clean:
 
 demo: $(STAMP)
 	$(PY) manage.py run_demo
+
+# `make docs`: the documentation site into site/ (mkdocs.yml; strict, a warning fails), with
+# the settings and REST API references generated from the code (mkdocs_hooks.py).
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict --site-dir site
 
 # `make bench`: the benchmarks (benchmarks/, docs/performance.md); BENCH_ARGS="--only 1,6".
 .PHONY: bench
