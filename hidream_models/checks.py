@@ -86,12 +86,12 @@ def _is_file_database(name) -> bool:
     return bool(name) and name != ":memory:" and "mode=memory" not in name
 
 
-def _check_sqlite_files() -> list:
+def _check_sqlite_files(databases: dict | None = None) -> list:
     """W004: a SQLite file shared by the web, the worker and ``hidream_sync`` needs WAL (readers
     never wait for the writer) and IMMEDIATE transactions (a writer waits for the lock at its
     start, within ``timeout``, instead of failing halfway with "database is locked")."""
     messages = []
-    for alias, database in settings.DATABASES.items():
+    for alias, database in (settings.DATABASES if databases is None else databases).items():
         if database.get("ENGINE") != "django.db.backends.sqlite3":
             continue
         if not _is_file_database(database.get("NAME")):

@@ -6,7 +6,7 @@ import pytest
 from django.core.checks import Error, Info, Warning, run_checks
 from django.core.exceptions import ImproperlyConfigured
 
-from hidream_models.checks import check_hidream_settings
+from hidream_models.checks import _check_sqlite_files, check_hidream_settings
 from hidream_models.conf import SETTINGS, hidream_settings
 
 SECRET = "tok-9f8e7d6c5b4a-very-secret"
@@ -257,15 +257,19 @@ def _sqlite(name, **options):
     return {"ENGINE": "django.db.backends.sqlite3", "NAME": name, "OPTIONS": options}
 
 
-def test_w004_when_a_sqlite_file_runs_without_wal_and_immediate(good_config, tmp_path):
-    good_config.DATABASES = {
-        **good_config.DATABASES,
-        "shop": _sqlite(str(tmp_path / "shop.sqlite3")),
-    }
-    messages = check_hidream_settings()
+def test_w004_when_a_sqlite_file_runs_without_wal_and_immediate(tmp_path):
+    messages = _check_sqlite_files({"shop": _sqlite(str(tmp_path / "shop.sqlite3"))})
     assert check_ids(messages) == ["hidream_models.W004"]
     assert "'shop'" in messages[0].msg and "WAL and IMMEDIATE" in messages[0].msg
     assert "PostgreSQL" in messages[0].hint and "journal_mode=WAL" in messages[0].hint
+
+
+def test_w004_is_part_of_the_apps_checks(good_config, monkeypatch, tmp_path):
+    from hidream_models import checks
+
+    unsafe = {"shop": _sqlite(str(tmp_path / "shop.sqlite3"))}
+    monkeypatch.setattr(checks, "_check_sqlite_files", lambda: _check_sqlite_files(unsafe))
+    assert check_ids(check_hidream_settings()) == ["hidream_models.W004"]
 
 
 @pytest.mark.parametrize(
@@ -281,9 +285,8 @@ def test_w004_when_a_sqlite_file_runs_without_wal_and_immediate(good_config, tmp
     ],
     ids=["wal-and-immediate", "memory", "memory-uri"],
 )
-def test_no_w004_for_a_well_set_sqlite_file_or_memory(good_config, database):
-    good_config.DATABASES = {**good_config.DATABASES, "shop": database}
-    assert "hidream_models.W004" not in check_ids(check_hidream_settings())
+def test_no_w004_for_a_well_set_sqlite_file_or_memory(database):
+    assert _check_sqlite_files({"shop": database}) == []
 
 
 def test_the_demo_shares_its_throttle_cache_between_processes():
