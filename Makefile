@@ -13,7 +13,7 @@ FIND_PYTHON = for c in "$(PYTHON)" python3.13 python3.12 \
 	  "$$c" -c 'import sys; sys.exit(sys.version_info < (3, 12))' >/dev/null 2>&1 && { command -v "$$c"; break; }; \
 	done
 
-.PHONY: help venv test lint demo clean test-celery docs
+.PHONY: help venv test lint demo clean test-celery docs dist
 
 help:
 	@echo "make demo   run the demo shop on http://127.0.0.1:8000 (admin / admin)"
@@ -62,6 +62,13 @@ clean:
 
 demo: $(STAMP)
 	$(PY) manage.py run_demo
+
+# `make dist`: the sdist and the wheel into dist/, checked by twine as PyPI would. Built without
+# isolation (setuptools is pinned in requirements-dev.txt): nothing is downloaded.
+dist: $(STAMP)
+	rm -rf dist
+	$(PY) -m build --no-isolation --outdir dist .
+	$(PY) -m twine check --strict dist/*
 
 # `make docs`: the documentation site into site/ (mkdocs.yml; strict, a warning fails), with
 # the settings and REST API references generated from the code (mkdocs_hooks.py).
