@@ -107,6 +107,29 @@ def run_threads(targets) -> None:
     assert not any(thread.is_alive() for thread in threads)
 
 
+def race(shared_db, calls) -> list[str]:
+    """Run each call from its own thread on its own connection to ``shared_db``, all released
+    at once by a barrier; returns the errors they raised (repr)."""
+    start = threading.Barrier(len(calls))
+    errors: list[str] = []
+
+    def runner(call):
+        def run():
+            shared_db.bind()
+            try:
+                start.wait(timeout=10)
+                call()
+            except Exception as exc:
+                errors.append(repr(exc))
+            finally:
+                connections.close_all()
+
+        return run
+
+    run_threads([runner(call) for call in calls])
+    return errors
+
+
 # --- looking at storage --------------------------------------------------------------------
 
 

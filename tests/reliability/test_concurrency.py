@@ -57,7 +57,13 @@ def _wait_remote_finished(sim, task) -> None:
 
 
 def test_twenty_concurrent_duplicate_callbacks_while_polling_store_each_picture_once(
-    simulator, settings, make_product, run_jobs, live_server, callback_guard, media_root,
+    simulator,
+    settings,
+    make_product,
+    run_jobs,
+    live_server,
+    callback_guard,
+    media_root,
     monkeypatch,
 ):
     settings.HIDREAM_CALLBACK_GRACE = 0

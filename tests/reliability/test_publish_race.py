@@ -11,41 +11,16 @@ product's own photo. Threads on PostgreSQL (and on a shared SQLite file, one wri
 from __future__ import annotations
 
 import random
-import threading
 
 from django.core.files.storage import default_storage
-from django.db import connections
 
 from hidream_models import files, services
 from hidream_models.models import GeneratedImage, PublishTarget, ReviewState
 from shop_demo.catalog.models import Product
 from tests.api.helpers import make_generated_image, make_task
-from tests.reliability.conftest import run_threads, stored_files
+from tests.reliability.conftest import race, stored_files
 
 CONCURRENT = 10
-
-
-def race(shared_db, calls) -> list[str]:
-    """Run each call from its own thread on its own connection, all released at once;
-    returns the errors (repr)."""
-    start = threading.Barrier(len(calls))
-    errors: list[str] = []
-
-    def runner(call):
-        def run():
-            shared_db.bind()
-            try:
-                start.wait(timeout=10)
-                call()
-            except Exception as exc:
-                errors.append(repr(exc))
-            finally:
-                connections.close_all()
-
-        return run
-
-    run_threads([runner(call) for call in calls])
-    return errors
 
 
 def published_files() -> list[str]:

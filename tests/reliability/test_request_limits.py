@@ -8,17 +8,16 @@ Real parts: the simulator over HTTP, which measures the requests in flight at on
 
 from __future__ import annotations
 
-import threading
+from functools import partial
 
 import pytest
-from django.db import connections
 
 from hidream_models import services
 from hidream_models.exceptions import HiDreamBusyError
 from hidream_models.models import ModelImageTask, TaskStatus
 from hidream_models.services import limits
 from hidream_models.services.templates import sync_templates
-from tests.reliability.conftest import run_threads
+from tests.reliability.conftest import race
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -71,23 +70,7 @@ def test_polls_from_several_workers_stay_within_the_concurrent_limit(
     monkeypatch.setattr(limits, "SLOT_WAIT_SECONDS", 30.0)
     one_slot.set_faults(latency=0.2)
     one_slot.max_concurrency_seen = 0
-    start = threading.Barrier(len(tasks))
-    errors: list[str] = []
-
-    def poll(task):
-        def run():
-            shared_db.bind()
-            try:
-                start.wait(timeout=10)
-                services.sync_task(task.pk)
-            except Exception as exc:
-                errors.append(repr(exc))
-            finally:
-                connections.close_all()
-
-        return run
-
-    run_threads([poll(task) for task in tasks])
+    errors = race(shared_db, [partial(services.sync_task, task.pk) for task in tasks])
     assert errors == []
     assert one_slot.max_concurrency_seen == 1  # one at a time, as the plan allows
     assert one_slot.throttled == 0

@@ -23,7 +23,7 @@ from hidream_models.payloads import parse_task_result
 from hidream_models.services import polling, submission, transitions
 from hidream_models.services.limits import lease_seconds
 from tests.conftest import wait_for
-from tests.reliability.conftest import run_threads
+from tests.reliability.conftest import race
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -65,25 +65,7 @@ def _in_progress(remote_task_id: str):
 
 def _race(shared_db, pairs) -> list[str]:
     """Run every callable of ``pairs`` (a list of tuples) in its own thread, all at once."""
-    targets = [target for pair in pairs for target in pair]
-    start = threading.Barrier(len(targets))
-    errors: list[str] = []
-
-    def thread(target):
-        def run():
-            shared_db.bind()
-            try:
-                start.wait(timeout=10)
-                target()
-            except Exception as exc:
-                errors.append(repr(exc))
-            finally:
-                connections.close_all()
-
-        return run
-
-    run_threads([thread(target) for target in targets])
-    return errors
+    return race(shared_db, [target for pair in pairs for target in pair])
 
 
 def _make_stale(tasks) -> None:
